@@ -1,0 +1,554 @@
+"""What every video source is: a thread that decodes into a bounded buffer, with a readable state.
+
+A source has a lifecycle (``start`` / ``stop``), a state (``SourceState``) with change events,
+user controls (``pause`` / ``mute`` / ``resume``) and counters (``stats()``). Subclasses only write
+``_run()``, the body of the decode thread, using the helpers here to publish frames and link
+states; everything a pipeline loop touches (``read``, ``stats``, the controls) lives in this class
+so that file, stream, webcam and test-pattern sources behave the same from outside.
+
+States. The reported state combines the *link* (what the decode thread is doing: CONNECTING,
+RECONNECTING, RUNNING, ENDED, ERROR) with the *mode* the user chose (running, PAUSED, MUTED):
+ENDED and ERROR win, then PAUSED, then a (re)connecting link, then MUTED, else RUNNING.
+
+Pause and mute. While PAUSED nothing is decoded: a file waits where it is, a live source closes its
+connection (a camera held open but unread would fill its buffers with stale video) and reconnects
+on ``resume()``, with ``epoch + 1``. While MUTED the source keeps decoding and discards the frames,
+so a live source stays connected and a file moves on. ``read()`` returns nothing in either mode.
+
+Stopping. ``stop()`` must return promptly in every state, but a decode thread can be stuck inside
+FFmpeg (``av.open`` on a hung camera) where Python cannot interrupt it. So ``stop()`` signals,
+waits a bounded time, and otherwise abandons the daemon thread: FFmpeg's own open/read timeouts
+release it later, and the closed buffer and the stop flag make sure it publishes nothing more.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, ClassVar
+
+import numpy as np
+
+from pipeline.buffers import BlockingFrameBuffer, FrameNotifier, FreshestFrameBuffer
+from pipeline.redact import redact
+from pipeline.sources.options import SourceOptions
+from pipeline.video_frame import VideoFrame
+
+logger = logging.getLogger(__name__)
+
+# How many recent frame times the measured fps averages over, and how long without a frame before
+# it reads 0 (a stalled camera must not keep reporting its old rate).
+_FPS_WINDOW = 30
+_FPS_STALE_S = 2.0
+
+
+class SourceState(str, enum.Enum):
+    """The state a source reports; a ``str`` so it serialises as its name in status payloads."""
+
+    CONNECTING = "CONNECTING"
+    RUNNING = "RUNNING"
+    RECONNECTING = "RECONNECTING"
+    PAUSED = "PAUSED"
+    MUTED = "MUTED"
+    ENDED = "ENDED"
+    ERROR = "ERROR"
+
+    @property
+    def is_terminal(self) -> bool:
+        """No frame will be decoded again in this state."""
+        return self in (SourceState.ENDED, SourceState.ERROR)
+
+
+class _Mode(enum.Enum):
+    """What the user asked for; combined with the link state into the reported ``SourceState``."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    MUTED = "muted"
+
+
+@dataclass(frozen=True)
+class SourceStateChange:
+    """One state transition, handed to every state listener.
+
+    Attributes:
+        source_id: index of the source in its pipeline.
+        video_identifier: the source's unique name (credentials redacted).
+        reference: the source reference, credentials redacted.
+        old: previous state; None for the first event after ``start()``.
+        new: the state entered.
+        epoch: the source's epoch at the time of the change.
+        reason: why, in words, credentials redacted (e.g. "stream stalled for 5.0 s").
+        timestamp: wall clock (UTC) of the change.
+    """
+
+    source_id: int
+    video_identifier: str
+    reference: str
+    old: SourceState | None
+    new: SourceState
+    epoch: int
+    reason: str | None
+    timestamp: datetime
+
+
+StateListener = Callable[[SourceStateChange], None]
+
+
+@dataclass(frozen=True)
+class SourceStats:
+    """A consistent snapshot of a source's counters, as ``status()`` reports them.
+
+    Attributes:
+        frames_decoded: frames that came out of the decoder (delivered, dropped or muted).
+        frames_delivered: frames handed out by ``read()``.
+        frames_dropped: frames thrown away unread because a newer one came (live) or on pause.
+        frames_muted: frames decoded and discarded while MUTED.
+        decode_errors: packets the decoder rejected (skipped, the stream went on).
+        reconnects: successful reconnects; equals ``epoch`` for live sources.
+        connect_failures: failed connection attempts since start.
+        epoch: 0 at the first connect, +1 at every reconnect.
+        declared_fps: the rate the source declares (0.0 when unknown).
+        measured_fps: the rate frames actually came out of the decoder lately.
+        resolution: (width, height) of the last frame, or None before the first one.
+        buffer_len / buffer_capacity / buffer_high_water: the frame buffer's occupancy now, its
+            bound, and the most it ever held.
+        last_error: the last failure, credentials redacted; None if none.
+    """
+
+    source_id: int
+    video_identifier: str
+    reference: str
+    kind: str
+    is_live: bool
+    state: SourceState
+    epoch: int
+    frames_decoded: int
+    frames_delivered: int
+    frames_dropped: int
+    frames_muted: int
+    decode_errors: int
+    reconnects: int
+    connect_failures: int
+    declared_fps: float
+    measured_fps: float
+    resolution: tuple[int, int] | None
+    buffer_len: int
+    buffer_capacity: int
+    buffer_high_water: int
+    last_error: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; the state as its name."""
+        data = asdict(self)
+        data["state"] = self.state.value
+        return data
+
+
+@dataclass
+class _Counters:
+    """Mutable counters, guarded by the source's lock."""
+
+    frames_decoded: int = 0
+    frames_delivered: int = 0
+    frames_muted: int = 0
+    frames_cleared: int = 0
+    decode_errors: int = 0
+    reconnects: int = 0
+    connect_failures: int = 0
+    declared_fps: float = 0.0
+    resolution: tuple[int, int] | None = None
+    last_error: str | None = None
+    frame_times: deque[float] = field(default_factory=lambda: deque(maxlen=_FPS_WINDOW))
+
+
+class VideoSource(ABC):
+    """Base class of every source: lifecycle, state, controls, counters and the frame buffer.
+
+    Args:
+        reference: what the user passed (path, URL, index); only its redacted form is kept for
+            display, the raw value stays private to the decode thread.
+        source_id: index in the pipeline, copied into every ``VideoFrame``.
+        video_identifier: unique name of the source; defaults to the redacted reference.
+        options: tuning shared by all kinds (timeouts, backoff, buffer size).
+        on_state_change: called with a ``SourceStateChange`` on every transition, on the thread
+            that caused it. Keep it quick; exceptions are logged and swallowed.
+        notifier: poked whenever a frame lands in the buffer, so a loop over several sources can
+            sleep until any has one.
+    """
+
+    kind: ClassVar[str] = "source"
+
+    def __init__(
+        self,
+        reference: object,
+        *,
+        source_id: int = 0,
+        video_identifier: str | None = None,
+        options: SourceOptions | None = None,
+        on_state_change: StateListener | None = None,
+        notifier: FrameNotifier | None = None,
+    ) -> None:
+        self.reference = redact(reference)
+        self.source_id = source_id
+        self.video_identifier = redact(video_identifier) if video_identifier else self.reference
+        self.options = options or SourceOptions()
+        self._buffer: FreshestFrameBuffer[VideoFrame] | BlockingFrameBuffer[VideoFrame] = (
+            self._make_buffer(notifier)
+        )
+        self._listeners: list[StateListener] = [on_state_change] if on_state_change else []
+        self._lock = threading.RLock()
+        self._emit_lock = threading.RLock()
+        self._mode_changed = threading.Condition(self._lock)
+        self._stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._counters = _Counters()
+        self._mode = _Mode.RUNNING
+        self._link = SourceState.CONNECTING
+        self._published: SourceState | None = None
+        self._epoch = 0
+        self._next_frame_id = 1  # frame N of a file has frame_id N
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.source_id} {self.reference!r} {self.state.value}>"
+
+    # ----------------------------------------------------------------- public surface
+
+    @property
+    def is_live(self) -> bool:
+        """Live sources drop stale frames; files (unless ``realtime``) deliver every frame."""
+        return True
+
+    @property
+    def state(self) -> SourceState:
+        with self._lock:
+            return self._effective_state()
+
+    @property
+    def epoch(self) -> int:
+        with self._lock:
+            return self._epoch
+
+    @property
+    def exhausted(self) -> bool:
+        """True once the source is ENDED/ERROR (or stopped) and every buffered frame was read."""
+        return self.state.is_terminal and len(self._buffer) == 0
+
+    def add_state_listener(self, listener: StateListener) -> None:
+        """Also call ``listener`` on every state change (see ``on_state_change``)."""
+        self._listeners.append(listener)
+
+    def set_notifier(self, notifier: FrameNotifier | None) -> None:
+        """Poke ``notifier`` whenever a frame lands in the buffer (set before ``start()``)."""
+        self._buffer.notifier = notifier
+
+    def start(self) -> None:
+        """Start the decode thread. Returns at once: connecting happens in the background."""
+        with self._lock:
+            if self._thread is not None:
+                raise RuntimeError(f"source {self.reference} was already started")
+            self._thread = threading.Thread(
+                target=self._thread_main, name=f"source-{self.source_id}-{self.kind}", daemon=True
+            )
+        self._publish(reason="starting")
+        self._thread.start()
+
+    def read(self, timeout: float | None = None) -> VideoFrame | None:
+        """The next frame, waiting up to ``timeout`` s; None if none came (or paused/muted/ended).
+
+        ``timeout=0`` polls, which is how a loop over several sources takes turns fairly.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            ready = self._mode_changed.wait_for(
+                lambda: self._mode is _Mode.RUNNING or self._stop_event.is_set(),
+                _remaining(deadline),
+            )
+            if not ready or self._stop_event.is_set():
+                return None
+        frame = self._buffer.get(_remaining(deadline))
+        if frame is not None:
+            with self._lock:
+                self._counters.frames_delivered += 1
+        return frame
+
+    def pause(self) -> None:
+        """Stop decoding until ``resume()``; live sources release the camera meanwhile."""
+        self._set_mode(_Mode.PAUSED, "paused by user")
+
+    def mute(self) -> None:
+        """Keep decoding but discard frames until ``resume()``; live sources stay connected."""
+        self._set_mode(_Mode.MUTED, "muted by user")
+
+    def resume(self) -> None:
+        """Undo ``pause()`` or ``mute()``."""
+        self._set_mode(_Mode.RUNNING, "resumed by user")
+
+    def stop(self, timeout: float = 0.5) -> bool:
+        """Stop the source and return within about ``timeout`` s, whatever it was doing.
+
+        Returns True when the decode thread has finished, False when it is still blocked inside
+        FFmpeg and was abandoned (it exits by itself when its I/O timeout fires).
+        """
+        already_stopping = self._stop_event.is_set()
+        self._stop_event.set()
+        self._buffer.discard()
+        with self._lock:
+            self._mode_changed.notify_all()
+        if not already_stopping:
+            self._set_link(SourceState.ENDED, "stopped", force=True)
+        thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return thread is None
+        thread.join(timeout)
+        if thread.is_alive():
+            logger.debug(
+                "%s: decode thread still blocked in I/O after %.1f s; abandoned, it exits when "
+                "its read timeout fires",
+                self.reference,
+                timeout,
+            )
+            return False
+        return True
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the decode thread to finish (e.g. a file to end); True if it did."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def stats(self) -> SourceStats:
+        """A snapshot of the counters (cheap; safe from any thread)."""
+        with self._lock:
+            c = self._counters
+            return SourceStats(
+                source_id=self.source_id,
+                video_identifier=self.video_identifier,
+                reference=self.reference,
+                kind=self.kind,
+                is_live=self.is_live,
+                state=self._effective_state(),
+                epoch=self._epoch,
+                frames_decoded=c.frames_decoded,
+                frames_delivered=c.frames_delivered,
+                frames_dropped=self._buffer.dropped,
+                frames_muted=c.frames_muted,
+                decode_errors=c.decode_errors,
+                reconnects=c.reconnects,
+                connect_failures=c.connect_failures,
+                declared_fps=c.declared_fps,
+                measured_fps=self._measured_fps_locked(),
+                resolution=c.resolution,
+                buffer_len=len(self._buffer),
+                buffer_capacity=self._buffer.capacity,
+                buffer_high_water=self._buffer.high_water,
+                last_error=c.last_error,
+            )
+
+    # ----------------------------------------------------------------- for subclasses
+
+    @abstractmethod
+    def _run(self) -> None:
+        """Body of the decode thread: connect, decode, publish; return when stopping or done."""
+
+    def _make_buffer(
+        self, notifier: FrameNotifier | None
+    ) -> FreshestFrameBuffer[VideoFrame] | BlockingFrameBuffer[VideoFrame]:
+        """Live sources keep only the freshest frame; file sources override this."""
+        return FreshestFrameBuffer(notifier=notifier)
+
+    @property
+    def _stopping(self) -> bool:
+        return self._stop_event.is_set()
+
+    @property
+    def _muted(self) -> bool:
+        return self._mode is _Mode.MUTED
+
+    @property
+    def _paused(self) -> bool:
+        return self._mode is _Mode.PAUSED
+
+    def _wait_while_paused(self) -> bool:
+        """Block while PAUSED; True when the source is stopping (the caller should return)."""
+        with self._lock:
+            self._mode_changed.wait_for(
+                lambda: self._mode is not _Mode.PAUSED or self._stop_event.is_set()
+            )
+        return self._stopping
+
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep that ``stop()`` interrupts; True when the source is stopping."""
+        return self._stop_event.wait(max(0.0, seconds))
+
+    def _set_link(self, link: SourceState, reason: str | None = None, force: bool = False) -> None:
+        """Record what the decode thread is doing; ignored after ``stop()`` unless ``force``."""
+        with self._emit_lock:
+            with self._lock:
+                if self._link.is_terminal or (self._stopping and not force):
+                    return
+                self._link = link
+            self._publish(reason)
+
+    def _begin_epoch(self, reconnect: bool) -> None:
+        """A connection opened: a reconnect bumps the epoch so the tracker reseeds."""
+        with self._lock:
+            if reconnect:
+                self._epoch += 1
+                self._counters.reconnects += 1
+
+    def _record_failure(self, message: str, connect: bool = False) -> None:
+        with self._lock:
+            self._counters.last_error = redact(message)
+            if connect:
+                self._counters.connect_failures += 1
+
+    def _record_decode_error(self, message: str) -> None:
+        with self._lock:
+            self._counters.decode_errors += 1
+            self._counters.last_error = redact(message)
+
+    def _set_declared_fps(self, fps: float) -> None:
+        with self._lock:
+            self._counters.declared_fps = fps
+
+    def _count_decoded(self) -> int | None:
+        """Count one decoded frame and give it its id; None if it is to be discarded (MUTED).
+
+        Ids count decoded frames, so a consumer sees a gap wherever frames were dropped or muted.
+        """
+        with self._lock:
+            frame_id = self._next_frame_id
+            self._next_frame_id += 1
+            self._counters.frames_decoded += 1
+            self._counters.frame_times.append(time.monotonic())
+            if self._mode is _Mode.MUTED:
+                self._counters.frames_muted += 1
+                return None
+            return frame_id
+
+    def _publish_frame(
+        self,
+        image: np.ndarray,
+        frame_id: int,
+        timestamp: datetime | None = None,
+        *,
+        from_file: bool = False,
+    ) -> bool:
+        """Wrap ``image`` (H, W, 3) uint8 BGR in a ``VideoFrame`` and hand it to the buffer.
+
+        ``frame_id`` comes from ``_count_decoded()``. Returns False when the buffer refused the
+        frame (the source is stopping).
+        """
+        with self._lock:
+            self._counters.resolution = (image.shape[1], image.shape[0])
+            frame = VideoFrame(
+                image=image,
+                frame_id=frame_id,
+                frame_timestamp=timestamp or datetime.now(timezone.utc),
+                fps=self._counters.declared_fps,
+                measured_fps=self._measured_fps_locked(),
+                source_id=self.source_id,
+                video_identifier=self.video_identifier,
+                comes_from_video_file=from_file,
+                epoch=self._epoch,
+            )
+            flowing = self._link is SourceState.RUNNING
+        if not flowing:
+            self._set_link(SourceState.RUNNING, "frames flowing")
+        return self._buffer.put(frame)
+
+    # ----------------------------------------------------------------- internals
+
+    def _thread_main(self) -> None:
+        try:
+            self._run()
+        except Exception as error:  # a bug in a decode loop must not die silently
+            logger.exception("%s: decode thread crashed", self.reference)
+            self._record_failure(f"decode thread crashed: {error}")
+            self._set_link(SourceState.ERROR, redact(f"decode thread crashed: {error}"))
+        finally:
+            self._buffer.close()
+
+    def _set_mode(self, mode: _Mode, reason: str) -> None:
+        with self._emit_lock:
+            with self._lock:
+                if self._mode is mode:
+                    return
+                self._mode = mode
+                self._mode_changed.notify_all()
+            if mode is not _Mode.RUNNING:
+                # Nothing decoded before a pause or mute may come out after it.
+                self._buffer.clear()
+            self._publish(reason)
+
+    def _effective_state(self) -> SourceState:
+        if self._link.is_terminal:
+            return self._link
+        if self._mode is _Mode.PAUSED:
+            return SourceState.PAUSED
+        if self._link in (SourceState.CONNECTING, SourceState.RECONNECTING):
+            return self._link
+        if self._mode is _Mode.MUTED:
+            return SourceState.MUTED
+        return SourceState.RUNNING
+
+    def _publish(self, reason: str | None) -> None:
+        """Emit a ``SourceStateChange`` if the reported state changed (caller holds _emit_lock)."""
+        with self._emit_lock:
+            with self._lock:
+                new = self._effective_state()
+                old = self._published
+                if new is old:
+                    return
+                self._published = new
+                change = SourceStateChange(
+                    source_id=self.source_id,
+                    video_identifier=self.video_identifier,
+                    reference=self.reference,
+                    old=old,
+                    new=new,
+                    epoch=self._epoch,
+                    reason=redact(reason) if reason else None,
+                    timestamp=datetime.now(timezone.utc),
+                )
+            level = (
+                logging.WARNING
+                if new in (SourceState.RECONNECTING, SourceState.ERROR)
+                else logging.INFO
+            )
+            logger.log(
+                level,
+                "source %d %s: %s -> %s%s",
+                self.source_id,
+                self.reference,
+                old.value if old else "-",
+                new.value,
+                f" ({change.reason})" if change.reason else "",
+            )
+            for listener in list(self._listeners):
+                try:
+                    listener(change)
+                except Exception:
+                    logger.exception("%s: state listener failed", self.reference)
+
+    def _measured_fps_locked(self) -> float:
+        times = self._counters.frame_times
+        if len(times) < 2 or time.monotonic() - times[-1] > _FPS_STALE_S:
+            return 0.0
+        span = times[-1] - times[0]
+        return (len(times) - 1) / span if span > 0 else 0.0
+
+
+def _remaining(deadline: float | None) -> float | None:
+    if deadline is None:
+        return None
+    return max(0.0, deadline - time.monotonic())

@@ -1,0 +1,153 @@
+"""Video files: every frame, in order, at the consumer's pace, with timestamps from PTS."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import av
+
+from pipeline.buffers import BlockingFrameBuffer, FrameNotifier, FreshestFrameBuffer
+from pipeline.errors import SourceError
+from pipeline.sources.base import SourceState, VideoSource
+from pipeline.video_frame import VideoFrame
+
+logger = logging.getLogger(__name__)
+
+
+class FileSource(VideoSource):
+    """A video file decoded with PyAV.
+
+    By default the decoder waits for the consumer (a small ``BlockingFrameBuffer``), so every
+    frame is processed once and in order however slow the model is. With
+    ``options.realtime=True`` the file is paced by its PTS and a slow consumer gets the freshest
+    frame, like a live camera; handy to rehearse a camera setup with a recording.
+
+    ``frame_timestamp`` is the wall clock when decoding started plus the frame's PTS offset from
+    the first frame, so timestamps keep the file's own timing (variable frame rate included).
+    The reference is checked when the source is made: a missing, unreadable or undecodable file
+    raises ``SourceError`` at once instead of failing later in a thread.
+
+    Args:
+        path: the video file.
+        **kwargs: see ``VideoSource``.
+
+    Examples:
+        source = FileSource("clip.mp4")
+        source.start()
+        while (frame := source.read(timeout=1.0)) is not None or not source.exhausted:
+            ...
+        source.stop()
+    """
+
+    kind = "file"
+
+    def __init__(self, path: str | os.PathLike[str], **kwargs: Any) -> None:
+        self.path = Path(path)
+        self.total_frames: int | None = None
+        self.duration_s: float | None = None
+        self._probe_fps = 0.0
+        self._probe()
+        super().__init__(str(path), **kwargs)
+        self._set_declared_fps(self._probe_fps)
+
+    @property
+    def is_live(self) -> bool:
+        return self.options.realtime
+
+    def _make_buffer(
+        self, notifier: FrameNotifier | None
+    ) -> FreshestFrameBuffer[VideoFrame] | BlockingFrameBuffer[VideoFrame]:
+        if self.options.realtime:
+            return FreshestFrameBuffer(notifier=notifier)
+        return BlockingFrameBuffer(capacity=self.options.file_buffer_frames, notifier=notifier)
+
+    def _probe(self) -> None:
+        """Fail now, with a message that says what to do, if this file can never be played."""
+        path = self.path
+        if not path.exists():
+            raise SourceError(
+                f"video file not found: {path} (for a stream, give a URL such as rtsp://host/path)"
+            )
+        if path.is_dir():
+            raise SourceError(f"{path} is a directory, not a video file")
+        if not os.access(path, os.R_OK):
+            raise SourceError(f"video file {path} is not readable: check its permissions")
+        try:
+            with av.open(str(path)) as container:
+                if not container.streams.video:
+                    raise SourceError(f"{path} has no video stream")
+                stream = container.streams.video[0]
+                self._probe_fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+                self.total_frames = stream.frames or None
+                if container.duration:
+                    self.duration_s = container.duration / av.time_base
+        except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
+            raise SourceError(f"cannot decode {path} as video ({error})") from error
+
+    def _run(self) -> None:
+        try:
+            container = av.open(str(self.path))
+        except (av.FFmpegError, OSError) as error:
+            self._record_failure(f"cannot open {self.path}: {error}")
+            self._set_link(SourceState.ERROR, f"cannot open {self.path}: {error}")
+            return
+        try:
+            ended = self._decode(container)
+        except av.FFmpegError as error:
+            self._record_failure(f"reading {self.path} failed: {error}")
+            self._set_link(SourceState.ERROR, f"reading {self.path} failed: {error}")
+            return
+        finally:
+            container.close()
+        if ended:
+            self._set_link(SourceState.ENDED, "end of file")
+
+    def _decode(self, container: av.container.InputContainer) -> bool:
+        """Decode to the end; False if stopped first."""
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # throughput matters for files, latency does not
+        stream.codec_context.thread_count = self.options.decoder_threads
+        fps = self._probe_fps or 30.0
+        started = datetime.now(timezone.utc)
+        first_pts: float | None = None
+        anchor: float | None = None  # monotonic time of PTS 0 when pacing in real time
+        index = 0
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError as error:
+                self._record_decode_error(f"{self.path}: skipped a corrupt packet ({error})")
+                continue
+            for av_frame in frames:
+                pts = av_frame.time if av_frame.time is not None else index / fps
+                index += 1
+                if first_pts is None:
+                    first_pts = pts
+                offset = pts - first_pts
+
+                paused_at = time.monotonic()
+                if self._wait_while_paused():
+                    return False
+                if anchor is not None:  # a pause must not make the pacing catch up afterwards
+                    anchor += time.monotonic() - paused_at
+                if self.options.realtime:
+                    if anchor is None:
+                        anchor = time.monotonic() - offset
+                    if self._sleep(anchor + offset - time.monotonic()):
+                        return False
+
+                frame_id = self._count_decoded()
+                if frame_id is None:
+                    continue
+                image = av_frame.to_ndarray(format="bgr24")  # (H, W, 3) uint8 BGR
+                timestamp = started + timedelta(seconds=offset)
+                if not self._publish_frame(image, frame_id, timestamp, from_file=True):
+                    return False
+                if self._stopping:
+                    return False
+        return True

@@ -1,0 +1,138 @@
+"""Fan one stream out to several sinks, each isolated from the others and from the pipeline."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sinks.base import ErrorCallback, Sink, SinkCounters, SinkStats, sink_name
+from sinks.predictions import iter_frames
+from sinks.worker import DEFAULT_MAX_QUEUE, SinkWorker
+
+logger = logging.getLogger(__name__)
+
+
+def _owner(sink: Callable[..., Any]) -> Any:
+    """The object behind a sink callable: itself, or the instance a bound method belongs to."""
+    return sink if isinstance(sink, Sink) else getattr(sink, "__self__", sink)
+
+
+class MultiSink:
+    """Calls every sink with every frame, each on its own worker (see ``SinkWorker``).
+
+    A sink that raises is counted and reported, never propagated; a slow sink lags on its own queue.
+    For file sources nothing is dropped and the slowest sink sets the pace; for live sources a
+    lagging sink drops its oldest frames (counted) and the others carry on at full rate.
+
+    Args:
+        sinks: ``sink(predictions, video_frame)`` callables: ``Sink`` objects, bound methods such
+            as ``video_sink.on_prediction``, or plain functions such as ``render_boxes``.
+        on_error: ``on_error(sink_name, exception)`` for every failure of any sink, raised or
+            absorbed (e.g. a webhook batch given up); called from worker threads.
+        max_queue: frames each sink may lag behind.
+    """
+
+    def __init__(
+        self,
+        sinks: Sequence[Callable[[Any, Any], Any]],
+        *,
+        on_error: ErrorCallback | None = None,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+    ) -> None:
+        self._workers: list[SinkWorker] = []
+        self._closed = False
+        seen: dict[str, int] = {}
+        for sink in sinks:
+            name = sink_name(sink)
+            seen[name] = seen.get(name, 0) + 1
+            if seen[name] > 1:
+                name = f"{name}#{seen[name]}"
+            owner = _owner(sink)
+            if on_error is not None and isinstance(owner, Sink):
+                owner.add_error_listener(lambda _, error, name=name: on_error(name, error))
+            self._workers.append(SinkWorker(sink, name, max_queue=max_queue, on_error=on_error))
+
+    @property
+    def names(self) -> list[str]:
+        return [worker.name for worker in self._workers]
+
+    def on_prediction(self, predictions: Any, video_frame: Any) -> None:
+        """Queue the frame for every sink; returns at once for live sources."""
+        for frame_predictions, frame in iter_frames(predictions, video_frame):
+            for worker in self._workers:
+                worker.submit(frame_predictions, frame)
+
+    def __call__(self, predictions: Any, video_frame: Any) -> None:
+        self.on_prediction(predictions, video_frame)
+
+    def stats(self) -> dict[str, SinkCounters]:
+        """Counters per sink name: the queue's drops and raised errors plus the sink's own."""
+        result = {}
+        for worker in self._workers:
+            counters = worker.stats.snapshot()
+            own = getattr(_owner(worker.sink), "stats", None)
+            if isinstance(own, SinkStats):
+                inner = own.snapshot()
+                counters = SinkCounters(
+                    frames_written=inner.frames_written,
+                    errors=counters.errors + inner.errors,
+                    dropped=counters.dropped + inner.dropped,
+                    retries=inner.retries,
+                    truncated=inner.truncated,
+                )
+            result[worker.name] = counters
+        return result
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every sink has handled what is queued; False if ``timeout`` passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for worker in self._workers:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not worker.flush(remaining):
+                return False
+        return True
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Let every sink finish its queue (all within ``timeout``), then close each one."""
+        if self._closed:
+            return
+        self._closed = True
+        for worker in self._workers:
+            worker.request_close()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for worker in self._workers:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                worker.close(remaining)
+            except Exception:
+                logger.exception("closing sink %s failed", worker.name)
+
+    def release(self) -> None:
+        """Same as ``close()``, for symmetry with ``VideoFileSink``."""
+        self.close()
+
+    def __enter__(self) -> MultiSink:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def multi_sink(
+    sinks: Sequence[Callable[[Any, Any], Any]],
+    *,
+    on_error: ErrorCallback | None = None,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+) -> MultiSink:
+    """Combine sinks into one ``on_prediction``; see ``MultiSink``.
+
+    Examples:
+        >>> video = VideoFileSink.init("out.mp4")  # doctest: +SKIP
+        >>> fan_out = multi_sink([render_boxes, video.on_prediction, JsonlSink("out.jsonl")])
+        ... # doctest: +SKIP
+        >>> pipeline = InferencePipeline.init(..., on_prediction=fan_out)  # doctest: +SKIP
+        >>> fan_out.close()  # doctest: +SKIP
+    """
+    return MultiSink(sinks, on_error=on_error, max_queue=max_queue)

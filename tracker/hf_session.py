@@ -1,0 +1,46 @@
+"""The HF streaming inference session, taught to forget.
+
+``Sam3VideoModel`` calls its tracker in non-streaming mode with the frame count taken from
+``len(processed_frames)``: the count bounds how far back object pointers are read. Once old frames
+are freed that length shrinks and results change from frame 2. ``BoundedInferenceSession`` reports
+``max frame index + 1`` instead, which is what the unpruned session reports in streaming.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers.models.sam3_video.modeling_sam3_video import Sam3VideoInferenceSession
+
+
+class BoundedInferenceSession(Sam3VideoInferenceSession):
+    """A ``Sam3VideoInferenceSession`` whose frame count survives pruning and rebasing."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.frame_count = 0
+
+    @property
+    def num_frames(self) -> int | None:
+        """``max frame index + 1``, not the number of frames still held."""
+        return self.frame_count if self.processed_frames is not None else None
+
+    def add_new_frame(self, pixel_values: torch.Tensor, frame_idx: int | None = None) -> int:
+        frame_idx = super().add_new_frame(pixel_values, frame_idx)
+        self.frame_count = max(self.frame_count, frame_idx + 1)
+        return frame_idx
+
+
+def new_bounded_session(
+    device: torch.device | str, dtype: torch.dtype = torch.float32
+) -> BoundedInferenceSession:
+    """A streaming session (no video up front) on ``device``, as ``init_video_session`` makes."""
+    return BoundedInferenceSession(
+        video=None,
+        inference_device=device,
+        inference_state_device=device,
+        video_storage_device=device,
+        dtype=dtype,
+        max_vision_features_cache_size=1,
+    )

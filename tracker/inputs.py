@@ -1,0 +1,64 @@
+"""Validation and normalisation of what callers hand the registry: images, class names, thresholds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    """Return an (H, W, 3) uint8 RGB copy of a BGR, BGRA or grayscale uint8 frame.
+
+    OpenCV and PyAV ``bgr24`` frames are BGR; SAM3 was trained on RGB. Feeding BGR unconverted
+    silently degrades detections (Roboflow shipped that bug), so conversion happens here, once.
+
+    Raises:
+        ValueError: naming the shape and dtype when the array is not a usable image.
+    """
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"image must be a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8, got dtype {image.dtype} with shape {image.shape}")
+    if image.size == 0:
+        raise ValueError(f"image is empty: shape {image.shape}")
+    if image.ndim == 2:
+        # (H, W) gray -> (H, W, 3)
+        return np.ascontiguousarray(np.repeat(image[:, :, None], 3, axis=2))
+    if image.ndim == 3 and image.shape[2] == 3:
+        return np.ascontiguousarray(image[:, :, ::-1])
+    if image.ndim == 3 and image.shape[2] == 4:
+        return np.ascontiguousarray(image[:, :, 2::-1])
+    raise ValueError(
+        f"image must be HxWx3 BGR, HxWx4 BGRA or HxW gray, got shape {image.shape} dtype {image.dtype}"
+    )
+
+
+def normalise_class_names(class_names: str | Iterable[str] | None) -> tuple[str, ...]:
+    """Strip, drop empties and de-duplicate keeping order; accepts a list or "a, b, c".
+
+    Raises:
+        ValueError: when an entry is not a string.
+    """
+    if class_names is None:
+        return ()
+    items = class_names.split(",") if isinstance(class_names, str) else list(class_names)
+    seen: dict[str, None] = {}
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"class names must be strings, got {item!r}")
+        name = item.strip()
+        if name:
+            seen.setdefault(name, None)
+    return tuple(seen)
+
+
+def check_threshold(threshold: float) -> float:
+    """Return ``threshold`` as a float in [0, 1] or raise ``ValueError``."""
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {value}")
+    return value
