@@ -32,7 +32,7 @@ class Backoff:
         initial_s: delay before the first retry.
         max_s: no delay is longer than this.
         factor: growth per failed attempt.
-        jitter: fraction in [0, 1): each delay is multiplied by a random value in ``[1 - jitter, 1]``.
+        jitter: fraction in [0, 1): each delay is scaled by a random value in ``[1 - jitter, 1]``.
         rng: random source (seed it in tests).
     """
 

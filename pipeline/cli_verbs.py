@@ -1,7 +1,8 @@
 """The list of CLI verbs. Each entry is a ``register(subparsers)`` function from the verb's module.
 
-Add a verb by writing ``pipeline/cli_<verb>.py`` with a ``register`` function that adds a subparser
-and sets ``handler=`` to a function taking the parsed ``argparse.Namespace`` and returning an exit code.
+Add a verb by writing ``pipeline/cli_<verb>.py`` with a ``register`` function that adds a
+subparser and sets ``handler=`` to a function taking the parsed ``argparse.Namespace`` and
+returning an exit code.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import importlib
 
 _VERB_MODULES = [
     "pipeline.cli_tiny_model",
+    "pipeline.cli_demo",
+    "pipeline.cli_bench",
 ]
 
 

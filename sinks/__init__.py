@@ -29,12 +29,13 @@ from sinks.multi import MultiSink, multi_sink
 from sinks.predictions import detections_from
 from sinks.screen import ScreenSink, render_boxes
 from sinks.serialize import decode_mask, dumps, encode_mask, frame_record
-from sinks.spec import parse_sink_spec
+from sinks.spec import SINK_SPEC_FORMS, parse_sink_spec
 from sinks.udp import UDPSink
 from sinks.video_file import VideoFileSink
 from sinks.webhook import WebhookSink
 
 __all__ = [
+    "SINK_SPEC_FORMS",
     "DisplayUnavailableError",
     "ErrorCallback",
     "JsonlSink",

@@ -70,8 +70,8 @@ def annotate(image_bgr: np.ndarray, detections: Any) -> np.ndarray:
         >>> boxes = sv.Detections(
         ...     xyxy=np.array([[8, 8, 40, 40]], np.float32), tracker_id=np.array([7])
         ... )
-        >>> annotate(image, boxes).any(), image.any()
-        (np.True_, np.False_)
+        >>> bool(annotate(image, boxes).any()), bool(image.any())
+        (True, False)
     """
     detections = detections_from(detections)
     scene = image_bgr.copy()

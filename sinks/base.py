@@ -143,6 +143,8 @@ class Sink(ABC):
         self.stats = SinkStats()
         self._state = SinkState.OPEN
         self._error_listeners: list[ErrorCallback] = []
+        # Re-entrant: a signal handler may call close() on a thread that is already closing.
+        self._close_lock = threading.RLock()
 
     @property
     def state(self) -> SinkState:
@@ -171,12 +173,14 @@ class Sink(ABC):
     def close(self) -> None:
         """Finalise the sink (flush, close files, stop workers); later frames are dropped.
 
-        Idempotent, so the pipeline, a signal handler and ``atexit`` may all call it.
+        Idempotent and safe from several threads, so the pipeline, a signal handler and ``atexit``
+        may all call it: one of them finalises, the others wait until it is done.
         """
-        if self._state is SinkState.CLOSED:
-            return
-        self._state = SinkState.CLOSED
-        self._close()
+        with self._close_lock:
+            if self._state is SinkState.CLOSED:
+                return
+            self._state = SinkState.CLOSED
+            self._close()
 
     def __enter__(self) -> Sink:
         return self

@@ -1,13 +1,16 @@
 """Errors a user can cause through a sink: a bad spec, a bad argument, no screen to draw on.
 
 Each message says what to do, on one line, so the CLI can print it as is. ``sinks`` cannot import
-``pipeline.errors`` (the arrows point the other way), so these have their own base, ``SinkError``.
+``pipeline.errors`` (the arrows point the other way); ``SinkError`` derives from the shared root
+``tracker.errors.Sam3StreamError`` so the CLI and service catch one type.
 """
 
 from __future__ import annotations
 
+from tracker.errors import Sam3StreamError
 
-class SinkError(Exception):
+
+class SinkError(Sam3StreamError):
     """Base class of every user-facing error raised by ``sinks``."""
 
 

@@ -20,6 +20,9 @@ logger = logging.getLogger(__name__)
 WINDOW_TITLE = "sam3-stream: {video_identifier}"
 """One window per source, titled by the source's ``video_identifier``."""
 
+WINDOW_GAP = 8
+"""Pixels between the windows of two sources, which open side by side."""
+
 
 class ScreenSink(Sink):
     """Shows each frame, annotated, in a window per ``video_identifier``.
@@ -59,11 +62,14 @@ class ScreenSink(Sink):
         if self.fps_overlay:
             image = self._draw_fps(np.array(image), frame.video_identifier)
         title = WINDOW_TITLE.format(video_identifier=frame.video_identifier)
-        if title not in self._windows:
+        new_window = title not in self._windows
+        if new_window:
             # GUI_NORMAL: no Qt toolbar or status bar, the window shows exactly the frame.
             cv2.namedWindow(title, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
             self._windows.add(title)
         cv2.imshow(title, image)
+        if new_window:
+            _place_window(title, image.shape[1])
         cv2.waitKey(1)  # lets the GUI paint; without it the window stays blank
         self.stats.add(frames_written=1)
 
@@ -79,9 +85,15 @@ class ScreenSink(Sink):
     def _draw_fps(self, image: np.ndarray, video_identifier: str) -> np.ndarray:
         monitor = self._fps_monitors.setdefault(video_identifier, sv.FPSMonitor())
         monitor.tick()
-        text = f"{monitor.fps:.1f} FPS"
-        cv2.putText(image, text, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 4, cv2.LINE_AA)
-        cv2.putText(image, text, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 1)
+        fps = monitor.fps
+        if fps <= 0:  # a rate needs two frames
+            return image
+        scale = max(0.4, image.shape[1] / 1600)
+        origin = (int(10 * scale / 0.4), int(24 * scale / 0.4))
+        text = f"{fps:.1f} FPS"
+        font = cv2.FONT_HERSHEY_SIMPLEX
+        cv2.putText(image, text, origin, font, scale, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(image, text, origin, font, scale, (255, 255, 255), 1, cv2.LINE_AA)
         return image
 
     def _close(self) -> None:
@@ -93,6 +105,23 @@ class ScreenSink(Sink):
         self._windows.clear()
         if self._display_checked:
             cv2.waitKey(1)
+
+
+_next_window_x = 0
+_next_window_x_lock = threading.Lock()
+
+
+def _place_window(title: str, width: int) -> None:
+    """Put a new window right of the previous one, whichever ``ScreenSink`` opened that one.
+
+    Without this every window opens at the same spot, on top of the others (always so without a
+    window manager, e.g. on a kiosk X server). Qt ignores a move before the window is shown, so
+    this runs after the first ``imshow``.
+    """
+    global _next_window_x
+    with _next_window_x_lock:
+        x, _next_window_x = _next_window_x, _next_window_x + width + WINDOW_GAP
+    cv2.moveWindow(title, x, 0)
 
 
 _DEFAULT_SCREENS: dict[tuple[tuple[int, int] | None, bool], ScreenSink] = {}

@@ -6,7 +6,7 @@ import atexit
 import logging
 import re
 import threading
-import weakref
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +21,18 @@ logger = logging.getLogger(__name__)
 DEFAULT_FPS = 30.0
 """Used when neither ``output_fps`` nor the source says how fast it is (some webcams, some RTSP)."""
 
-_OPEN_SINKS: weakref.WeakSet[VideoFileSink] = weakref.WeakSet()
+# Strong references on purpose: a sink dropped without release() must still be finalised at exit,
+# not garbage-collected with its file unplayable. release() removes it.
+_OPEN_SINKS: set[VideoFileSink] = set()
+_OPEN_SINKS_LOCK = threading.Lock()
 
 
 def _release_open_sinks() -> None:
     # An MP4 without its index does not play; a normal interpreter exit (including SystemExit from
     # a SIGTERM handler) must finalise every file even if nobody called release().
-    for sink in list(_OPEN_SINKS):
+    with _OPEN_SINKS_LOCK:
+        open_sinks = list(_OPEN_SINKS)
+    for sink in open_sinks:
         try:
             sink.release()
         except Exception:
@@ -70,11 +75,12 @@ class VideoFileSink(Sink):
         self.output_fps = output_fps
         self.codec = codec
         self.annotate_frames = annotate_frames
-        # Re-entrant: a signal handler that closes sinks may run on the thread that is mid-write.
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
         self._writers: dict[str, Mp4Writer] = {}
         self._paths: dict[str, Path] = {}
-        _OPEN_SINKS.add(self)
+        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="video-file-sink")
+        with _OPEN_SINKS_LOCK:
+            _OPEN_SINKS.add(self)
 
     @classmethod
     def init(
@@ -95,6 +101,18 @@ class VideoFileSink(Sink):
 
     def _write(self, detections: sv.Detections, frame: Any) -> None:
         image = annotated_frame(detections, frame) if self.annotate_frames else frame.image
+        # Encoding runs on the sink's own thread and the caller waits for it. Python runs signal
+        # handlers on the main thread only, so a SIGTERM that raises SystemExit there cannot cut
+        # in between encoding a frame and muxing its packets (a lost packet corrupts every later
+        # frame); the write in progress finishes, then the atexit hook finalises the file.
+        try:
+            future = self._encoder.submit(self._encode, frame, image)
+        except RuntimeError:  # the interpreter is shutting down: no new threads
+            self._encode(frame, image)
+            return
+        future.result()
+
+    def _encode(self, frame: Any, image: Any) -> None:
         with self._lock:
             if self._state is not SinkState.OPEN:
                 self.stats.add(dropped=1)
@@ -161,4 +179,6 @@ class VideoFileSink(Sink):
                         identifier,
                         writer.frames_written,
                     )
-        _OPEN_SINKS.discard(self)
+        self._encoder.shutdown(wait=False)
+        with _OPEN_SINKS_LOCK:
+            _OPEN_SINKS.discard(self)

@@ -9,11 +9,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import supervision as sv
 
 from sinks.base import LogThrottle, Sink, SinkState
+from sinks.compact import CompactDetections
 from sinks.errors import SinkConfigError, WebhookDeliveryError
 from sinks.serialize import MaskFormat, check_mask_format, dumps, frame_record
 
@@ -21,6 +23,20 @@ logger = logging.getLogger(__name__)
 
 PERMANENT_STATUS = frozenset(range(400, 500)) - {408, 425, 429}
 """Client errors that a retry cannot fix: the batch is dropped at once. 408/425/429 are retried."""
+
+
+ABANDON_GRACE_S = 1.0
+"""How long ``close`` waits for a request in flight once the drain timeout has passed."""
+
+
+def _redacted(url: str) -> str:
+    """The URL without user:password or query string, which often carry secrets, for logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 @dataclass(frozen=True)
@@ -52,7 +68,8 @@ class _FrameMeta:
 class WebhookSink(Sink):
     """POSTs each frame's record (schema: ``sinks.serialize``) as JSON to ``url``.
 
-    ``on_prediction`` only queues; a worker thread serialises and posts. Failed posts (connection
+    ``on_prediction`` only queues (masks cropped and bit-packed, see ``sinks.compact``, so a long
+    outage holds little memory); a worker thread serialises and posts. Failed posts (connection
     errors, timeouts, 5xx, 408/425/429) are retried with exponential backoff; other 4xx answers and
     batches that exhaust their retries are dropped, counted and reported to the error listeners.
     When the queue is full the oldest frame is dropped and counted, so a dead endpoint costs a
@@ -92,7 +109,7 @@ class WebhookSink(Sink):
             raise SinkConfigError(f"webhook URL {url!r} must start with http:// or https://")
         if batch_frames < 1 or max_queue < 1:
             raise SinkConfigError("webhook batch_frames and max_queue must be at least 1")
-        super().__init__(f"webhook:{url}")
+        super().__init__(f"webhook:{_redacted(url)}")
         self.url = url
         self.batch_frames = batch_frames
         self.max_queue = max_queue
@@ -104,7 +121,7 @@ class WebhookSink(Sink):
         self._client = httpx.Client(
             timeout=timeout_s, headers={"Content-Type": "application/json", **(headers or {})}
         )
-        self._queue: deque[tuple[sv.Detections, _FrameMeta]] = deque()
+        self._queue: deque[tuple[CompactDetections, _FrameMeta]] = deque()
         self._changed = threading.Condition()
         self._in_flight = 0
         self._flushers = 0
@@ -127,7 +144,8 @@ class WebhookSink(Sink):
                 self._flushers -= 1
 
     def _write(self, detections: sv.Detections, frame: Any) -> None:
-        item = (detections, _FrameMeta.of(frame))
+        compact = CompactDetections.of(detections, keep_masks=self.mask_format != "none")
+        item = (compact, _FrameMeta.of(frame))
         with self._changed:
             if self._state is not SinkState.OPEN:
                 self.stats.add(dropped=1)
@@ -147,6 +165,12 @@ class WebhookSink(Sink):
         )
 
     def _run(self) -> None:
+        try:
+            self._deliver_until_closed()
+        finally:
+            self._client.close()
+
+    def _deliver_until_closed(self) -> None:
         while True:
             with self._changed:
                 self._changed.wait_for(self._batch_ready)
@@ -166,14 +190,19 @@ class WebhookSink(Sink):
                     self._in_flight = 0
                     self._changed.notify_all()
 
-    def _body(self, batch: list[tuple[sv.Detections, _FrameMeta]]) -> bytes:
+    def _body(self, batch: list[tuple[CompactDetections, _FrameMeta]]) -> bytes:
         records = [
-            frame_record(d, meta, mask_format=self.mask_format, size=(meta.width, meta.height))
-            for d, meta in batch
+            frame_record(
+                compact.restore(),
+                meta,
+                mask_format=self.mask_format,
+                size=(meta.width, meta.height),
+            )
+            for compact, meta in batch
         ]
         return dumps(records[0] if self.batch_frames == 1 else records).encode()
 
-    def _deliver(self, batch: list[tuple[sv.Detections, _FrameMeta]]) -> None:
+    def _deliver(self, batch: list[tuple[CompactDetections, _FrameMeta]]) -> None:
         body = self._body(batch)
         attempt = 0
         while True:
@@ -225,11 +254,12 @@ class WebhookSink(Sink):
             self._abandon.set()
             with self._changed:
                 self._changed.notify_all()
-            self._worker.join(self._client.timeout.read or 5.0)
+            # A request in flight cannot be interrupted; the daemon worker counts it when it
+            # returns and closes the client then. close() stays bounded instead of waiting it out.
+            self._worker.join(ABANDON_GRACE_S)
         with self._changed:
             left = len(self._queue)
             self._queue.clear()
         if left:
             logger.warning("%s: closed with %d frame(s) undelivered", self.name, left)
             self.stats.add(dropped=left)
-        self._client.close()

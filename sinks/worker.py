@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sinks.base import ErrorCallback, LogThrottle, SinkStats, close_sink
+from sinks.errors import SinkError
 
 logger = logging.getLogger(__name__)
 
@@ -128,10 +129,12 @@ class SinkWorker:
         suppressed = self._error_log.allow()
         if suppressed is None:
             return
+        # A user-facing SinkError (no display...) says what to do; a traceback would bury that.
+        first_bug = self.stats.errors == 1 and not isinstance(error, SinkError)
         logger.error(
             "sink %s failed on a frame (%d similar errors suppressed): %s",
             self.name,
             suppressed,
             error,
-            exc_info=error if suppressed == 0 and self.stats.errors == 1 else None,
+            exc_info=error if first_bug else None,
         )

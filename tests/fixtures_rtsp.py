@@ -35,6 +35,14 @@ from typing import IO, Any
 
 import pytest
 
+__all__ = [
+    "RtspServer",
+    "gst_rtsp_unavailable_reason",
+    "require_gst_rtsp",
+    "rtsp_server",
+    "rtsp_server_factory",
+]
+
 logger = logging.getLogger(__name__)
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -126,7 +134,7 @@ class RtspServer:
     def url(self) -> str:
         """``rtsp://[user:password@]127.0.0.1:port/mount``, credentials percent-encoded."""
         if not self.port:
-            raise RuntimeError("the RTSP server has no port yet: call start() first")
+            raise RuntimeError("the RTSP server has no port yet: call start() or give port=")
         userinfo = ""
         if self.username is not None:
             quote = functools.partial(urllib.parse.quote, safe="")
@@ -216,7 +224,10 @@ class RtspServer:
         ]
         if self.username is not None:
             command += [f"--username={self.username}", f"--password={self.password or ''}"]
-        self._stderr = tempfile.TemporaryFile(mode="w+", prefix="rtsp-server-", suffix=".log")
+        # Closed by _close_pipes(); kept open so a failure can quote the server's stderr.
+        self._stderr = tempfile.TemporaryFile(  # noqa: SIM115
+            mode="w+", prefix="rtsp-server-", suffix=".log"
+        )
         # stdin stays open for the life of the server: its end of file tells the server to exit
         # should this test process die without stopping it.
         self._process = subprocess.Popen(
@@ -280,14 +291,18 @@ def _pump_lines(stream: IO[str] | None, lines: queue.Queue[str | None]) -> None:
 
 @pytest.fixture
 def rtsp_server_factory() -> Iterator[Callable[..., RtspServer]]:
-    """Start RTSP cameras on demand: ``rtsp_server_factory(size=(160, 120), username="u", ...)``."""
+    """Start RTSP cameras on demand: ``rtsp_server_factory(size=(160, 120), username="u", ...)``.
+
+    ``start=False`` returns the server unstarted (a camera that is still off); it is stopped at
+    teardown all the same.
+    """
     require_gst_rtsp()
     servers: list[RtspServer] = []
 
-    def start(**kwargs: Any) -> RtspServer:
+    def start(*, start: bool = True, **kwargs: Any) -> RtspServer:
         server = RtspServer(**kwargs)
         servers.append(server)
-        return server.start()
+        return server.start() if start else server
 
     yield start
     for server in servers:
@@ -298,4 +313,3 @@ def rtsp_server_factory() -> Iterator[Callable[..., RtspServer]]:
 def rtsp_server(rtsp_server_factory: Callable[..., RtspServer]) -> RtspServer:
     """One running RTSP camera with default settings (320x240 at 15 fps, mount ``/test``)."""
     return rtsp_server_factory()
-

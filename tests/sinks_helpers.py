@@ -1,4 +1,4 @@
-"""Builders shared by the sinks tests: frames, detections with masks, a loopback HTTP server, Xvfb."""
+"""Builders shared by the sinks tests: frames, detections with masks, an HTTP server, Xvfb."""
 
 from __future__ import annotations
 
@@ -108,7 +108,9 @@ class RecordingServer:
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         return self
 
     def stop(self) -> None:
@@ -137,9 +139,9 @@ def xvfb(width: int = 640, height: int = 480) -> Iterator[str]:
     if binary is None:
         raise FileNotFoundError("Xvfb")
     read_end, write_end = os.pipe()
+    screen = f"{width}x{height}x24"
     process = subprocess.Popen(
-        [binary, "-displayfd", str(write_end), "-screen", "0", f"{width}x{height}x24"]
-        + ["-nolisten", "tcp"],
+        [binary, "-displayfd", str(write_end), "-screen", "0", screen, "-nolisten", "tcp"],
         pass_fds=(write_end,),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 import av
 import pytest
 
+from tests import fixtures_rtsp
 from tests.fixtures_rtsp import RtspServer
 
 pytestmark = pytest.mark.rtsp
 
-_OPTIONS = {"rtsp_transport": "tcp"}
+# A short probe: the SDP names the stream, so FFmpeg need not analyse 2 s of video first.
+_OPTIONS = {"rtsp_transport": "tcp", "analyzeduration": "200000", "probesize": "100000"}
 
 
 def _first_frames(url: str, count: int) -> list[av.VideoFrame]:
@@ -62,3 +65,24 @@ def test_kill_freeze_and_stop_act_on_the_server_process(rtsp_server: RtspServer)
     rtsp_server.kill()
     assert not rtsp_server.running
     rtsp_server.stop()  # idempotent on a dead server
+
+
+def test_server_exits_by_itself_when_the_test_process_goes_away(rtsp_server: RtspServer) -> None:
+    process = rtsp_server._process
+    assert process is not None and process.stdin is not None
+
+    process.stdin.close()  # what the kernel does when pytest dies
+
+    assert process.wait(timeout=10) == 0
+
+
+@pytest.mark.parametrize(
+    ("python", "reason"),
+    [("/nonexistent/python3", "not found"), (sys.executable, "install the Debian packages")],
+)
+def test_skip_reason_says_what_is_missing(
+    monkeypatch: pytest.MonkeyPatch, python: str, reason: str
+) -> None:
+    monkeypatch.setattr(fixtures_rtsp, "SYSTEM_PYTHON", python)
+
+    assert reason in (fixtures_rtsp.gst_rtsp_unavailable_reason.__wrapped__() or "")

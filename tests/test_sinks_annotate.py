@@ -73,5 +73,5 @@ def test_detections_from_accepts_detections_and_workflow_results() -> None:
 
 
 def test_detections_from_rejects_other_types() -> None:
-    with pytest.raises(TypeError, match="sv.Detections or a workflow result dict"):
+    with pytest.raises(TypeError, match=r"sv\.Detections or a workflow result dict"):
         sinks.detections_from([1, 2, 3])

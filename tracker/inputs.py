@@ -1,4 +1,4 @@
-"""Validation and normalisation of what callers hand the registry: images, class names, thresholds."""
+"""Validation and normalisation of what callers hand the registry: images, classes, thresholds."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
     if image.ndim == 3 and image.shape[2] == 4:
         return np.ascontiguousarray(image[:, :, 2::-1])
     raise ValueError(
-        f"image must be HxWx3 BGR, HxWx4 BGRA or HxW gray, got shape {image.shape} dtype {image.dtype}"
+        "image must be HxWx3 BGR, HxWx4 BGRA or HxW gray, "
+        f"got shape {image.shape} dtype {image.dtype}"
     )
 
 

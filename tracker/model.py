@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 
 class _QuietObjectCap(logging.Filter):
-    """The port warns on every frame once ``max_num_objects`` is reached; that is the cap working."""
+    """The port warns every frame once ``max_num_objects`` is reached: that is the cap working."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "hitting self.max_num_objects" not in record.getMessage()
@@ -76,8 +76,14 @@ def resolve_autocast_dtype(dtype: str | torch.dtype | None, device: torch.device
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     if isinstance(dtype, torch.dtype):
         return dtype
-    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    names = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
     if dtype not in names:
         raise ValueError(f"dtype must be one of auto, {', '.join(names)}; got {dtype!r}")
     return names[dtype]
@@ -167,7 +173,10 @@ class Sam3VideoTracker:
         tracker = cls(loaded, processor, resolved_device, compute_dtype)
         tracker.name = model
         logger.info(
-            "loaded %s on %s (compute %s)", model, resolved_device, str(compute_dtype).split(".")[-1]
+            "loaded %s on %s (compute %s)",
+            model,
+            resolved_device,
+            str(compute_dtype).split(".")[-1],
         )
         return tracker
 
@@ -186,7 +195,9 @@ class Sam3VideoTracker:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.compute_dtype)
 
-    def step(self, session: BoundedInferenceSession, rgb: np.ndarray, frame_idx: int) -> FrameResult:
+    def step(
+        self, session: BoundedInferenceSession, rgb: np.ndarray, frame_idx: int
+    ) -> FrameResult:
         """Run one RGB frame (H, W, 3 uint8) through the model at session index ``frame_idx``."""
         height, width = rgb.shape[:2]
         with self._lock, torch.inference_mode(), self._autocast():

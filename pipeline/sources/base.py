@@ -10,10 +10,11 @@ States. The reported state combines the *link* (what the decode thread is doing:
 RECONNECTING, RUNNING, ENDED, ERROR) with the *mode* the user chose (running, PAUSED, MUTED):
 ENDED and ERROR win, then PAUSED, then a (re)connecting link, then MUTED, else RUNNING.
 
-Pause and mute. While PAUSED nothing is decoded: a file waits where it is, a live source closes its
-connection (a camera held open but unread would fill its buffers with stale video) and reconnects
-on ``resume()``, with ``epoch + 1``. While MUTED the source keeps decoding and discards the frames,
-so a live source stays connected and a file moves on. ``read()`` returns nothing in either mode.
+Pause and mute. While PAUSED nothing is decoded: a file waits where it is (buffered frames kept),
+a live source closes its connection (a camera held open but unread would fill its buffers with
+stale video) and reconnects on ``resume()``, with ``epoch + 1``. While MUTED the source keeps
+decoding and discards the frames, so a live source stays connected and a file moves on.
+``read()`` returns nothing in either mode.
 
 Stopping. ``stop()`` must return promptly in every state, but a decode thread can be stuck inside
 FFmpeg (``av.open`` on a hung camera) where Python cannot interrupt it. So ``stop()`` signals,
@@ -31,7 +32,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import numpy as np
@@ -49,7 +50,7 @@ _FPS_WINDOW = 30
 _FPS_STALE_S = 2.0
 
 
-class SourceState(str, enum.Enum):
+class SourceState(enum.StrEnum):
     """The state a source reports; a ``str`` so it serialises as its name in status payloads."""
 
     CONNECTING = "CONNECTING"
@@ -370,10 +371,6 @@ class VideoSource(ABC):
         return self._stop_event.is_set()
 
     @property
-    def _muted(self) -> bool:
-        return self._mode is _Mode.MUTED
-
-    @property
     def _paused(self) -> bool:
         return self._mode is _Mode.PAUSED
 
@@ -401,6 +398,7 @@ class VideoSource(ABC):
     def _begin_epoch(self, reconnect: bool) -> None:
         """A connection opened: a reconnect bumps the epoch so the tracker reseeds."""
         with self._lock:
+            self._counters.frame_times.clear()  # the rate of the old connection says nothing
             if reconnect:
                 self._epoch += 1
                 self._counters.reconnects += 1
@@ -453,7 +451,7 @@ class VideoSource(ABC):
             frame = VideoFrame(
                 image=image,
                 frame_id=frame_id,
-                frame_timestamp=timestamp or datetime.now(timezone.utc),
+                frame_timestamp=timestamp or datetime.now(UTC),
                 fps=self._counters.declared_fps,
                 measured_fps=self._measured_fps_locked(),
                 source_id=self.source_id,
@@ -485,8 +483,9 @@ class VideoSource(ABC):
                     return
                 self._mode = mode
                 self._mode_changed.notify_all()
-            if mode is not _Mode.RUNNING:
-                # Nothing decoded before a pause or mute may come out after it.
+            if mode is _Mode.MUTED or (mode is _Mode.PAUSED and self.is_live):
+                # Muted frames are discarded, and a live frame held over a pause would be stale;
+                # a paused file keeps its frames, none may be lost.
                 self._buffer.clear()
             self._publish(reason)
 
@@ -518,7 +517,7 @@ class VideoSource(ABC):
                     new=new,
                     epoch=self._epoch,
                     reason=redact(reason) if reason else None,
-                    timestamp=datetime.now(timezone.utc),
+                    timestamp=datetime.now(UTC),
                 )
             level = (
                 logging.WARNING

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +113,7 @@ class FileSource(VideoSource):
         stream.thread_type = "AUTO"  # throughput matters for files, latency does not
         stream.codec_context.thread_count = self.options.decoder_threads
         fps = self._probe_fps or 30.0
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         first_pts: float | None = None
         anchor: float | None = None  # monotonic time of PTS 0 when pacing in real time
         index = 0

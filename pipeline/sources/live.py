@@ -9,8 +9,11 @@ stream ends, errors or stalls, close, back off, open again. Why each piece:
   encoder) is caught inside ``av_read_frame`` instead of blocking forever.
 - The no-frame watchdog also catches a stream that still sends packets but no decodable video.
 - RTSP over TCP by default: UDP loses packets on busy links and smears the picture.
-- ``fflags=nobuffer`` and a short probe: the consumer wants the newest frame, not a burst of the
-  seconds of video FFmpeg buffered while probing.
+- A short probe for RTSP (its SDP already names every track, codec and size): a reconnect delivers
+  its first frame in a fraction of a second instead of FFmpeg's default ~2 s of analysis. Not
+  ``fflags=nobuffer``: it throws away the probed packets, first keyframe included, so the first
+  frame waits a whole GOP (seconds on real cameras); the short burst of probed frames costs
+  nothing, the freshest-frame buffer skips it.
 - Slice threading only: frame threading adds a frame of delay per decoder thread.
 - Every successful reconnect bumps ``epoch`` so the tracker reseeds; the new connection may have
   a different resolution, which needs no special handling because every frame carries its own.
@@ -31,12 +34,15 @@ logger = logging.getLogger(__name__)
 
 LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https")
 
+# Values in microseconds / bytes, as FFmpeg wants them.
 _LOW_LATENCY_OPTIONS = {
-    "fflags": "nobuffer",
-    "analyzeduration": "1000000",  # us: enough to read the SPS of a camera, not a GOP of video
-    "probesize": "500000",
-    "max_delay": "500000",  # us of reordering the demuxer may hold back
+    "max_delay": "500000",  # reordering the demuxer may hold back
+    # RTMP and HLS discover tracks from the data itself, so they keep a probe long enough to
+    # see a video packet.
+    "analyzeduration": "1000000",
+    "probesize": "1000000",
 }
+_RTSP_OPTIONS = {"analyzeduration": "200000", "probesize": "100000"}
 
 
 class _Stalled(Exception):
@@ -71,7 +77,7 @@ class LiveStreamSource(VideoSource):
     def _container_options(self) -> dict[str, str]:
         options = dict(_LOW_LATENCY_OPTIONS)
         if self._url.lower().startswith(("rtsp://", "rtsps://")):
-            options["rtsp_transport"] = self.options.rtsp_transport
+            options.update(_RTSP_OPTIONS, rtsp_transport=self.options.rtsp_transport)
         options.update(self.options.av_options)
         return options
 
@@ -81,12 +87,13 @@ class LiveStreamSource(VideoSource):
         ever_ran = False
         failures_in_a_row = 0
         while not self._stopping:
-            if self._paused:
-                if self._wait_while_paused():
-                    return
-                if connected_before:
-                    self._set_link(SourceState.RECONNECTING, "resuming after pause")
+            if self._wait_while_paused():
+                return
             container = self._open()
+            if self._stopping:  # stop() gave up waiting for this open: leave without a trace
+                if container is not None:
+                    _close_quietly(container)
+                return
             got_frames = False
             if container is not None:
                 self._begin_epoch(reconnect=connected_before)
@@ -95,9 +102,9 @@ class LiveStreamSource(VideoSource):
                 ever_ran = ever_ran or got_frames
                 if self._stopping:
                     return
-                if not self._paused:
-                    link = SourceState.RECONNECTING if ever_ran else SourceState.CONNECTING
-                    self._set_link(link, reason)
+                # Also when paused: the state reads PAUSED now and RECONNECTING on resume.
+                link = SourceState.RECONNECTING if ever_ran else SourceState.CONNECTING
+                self._set_link(link, reason)
             if got_frames:
                 # It worked a moment ago: try again at once, back off only if that fails.
                 backoff.reset()
@@ -127,7 +134,11 @@ class LiveStreamSource(VideoSource):
                 timeout=(self.options.open_timeout_s, self.options.stall_timeout_s),
             )
         except (av.FFmpegError, OSError) as error:
-            message = _describe_open_error(error, time.monotonic() - started)
+            if self._stopping:
+                return None
+            message = _describe_open_error(
+                error, time.monotonic() - started, self.options.open_timeout_s
+            )
             self._record_failure(message, connect=True)
             logger.warning("%s: %s", self.reference, redact(message))
             return None
@@ -183,9 +194,10 @@ class LiveStreamSource(VideoSource):
         return got_frames, redact(reason)
 
 
-def _describe_open_error(error: Exception, elapsed_s: float) -> str:
-    if isinstance(error, av.error.ExitError):
-        return f"no answer within {elapsed_s:.1f} s (open timeout)"
+def _describe_open_error(error: Exception, elapsed_s: float, timeout_s: float) -> str:
+    # A timeout inside the RTSP handshake surfaces as "invalid data", not as ExitError.
+    if isinstance(error, av.error.ExitError) or elapsed_s >= 0.95 * timeout_s:
+        return f"no answer within {elapsed_s:.1f} s (open timeout); is the camera hung?"
     if isinstance(error, av.error.HTTPUnauthorizedError):
         return f"authorization failed: check the user name and password ({error})"
     return f"cannot connect: {error}"

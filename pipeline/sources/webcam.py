@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 class Capture(Protocol):
     """The part of ``cv2.VideoCapture`` the webcam source uses (tests pass a stand-in)."""
 
-    def isOpened(self) -> bool: ...  # noqa: N802 (OpenCV's name)
+    def isOpened(self) -> bool: ...
 
     def read(self) -> tuple[bool, np.ndarray | None]: ...
 
@@ -34,6 +34,11 @@ class Capture(Protocol):
     def set(self, prop_id: int, value: float) -> bool: ...
 
     def release(self) -> None: ...
+
+
+def device_exists(node: Path) -> bool:
+    """Whether a V4L2 device node is there (a seam for tests on machines without cameras)."""
+    return node.exists()
 
 
 def open_capture(device: int | str) -> Capture:
@@ -63,7 +68,7 @@ class WebcamSource(VideoSource):
         **kwargs: Any,
     ) -> None:
         node = Path(f"/dev/video{device}") if isinstance(device, int) else Path(device)
-        if sys.platform.startswith("linux") and not node.exists():
+        if sys.platform.startswith("linux") and not device_exists(node):
             raise SourceError(
                 f"no webcam at {node}: connect one, or list cameras with `ls /dev/video*`"
             )
@@ -86,8 +91,7 @@ class WebcamSource(VideoSource):
                 got_frames, reason = self._pump(capture)
                 if self._stopping:
                     return
-                if not self._paused:
-                    self._set_link(SourceState.RECONNECTING, reason)
+                self._set_link(SourceState.RECONNECTING, reason)
             else:
                 capture.release()
                 self._record_failure(f"cannot open webcam {self.device}", connect=True)
@@ -125,6 +129,8 @@ class WebcamSource(VideoSource):
                         break
                     continue
                 last_frame_at = time.monotonic()
+                if image.ndim == 2:  # some IR and mono cameras
+                    image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
                 frame_id = self._count_decoded()
                 if frame_id is None:
                     continue

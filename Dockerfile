@@ -1,0 +1,32 @@
+# sam3-stream service on a CUDA PyTorch runtime. Build: docker build -t sam3-stream .
+# Run:  docker run --gpus all -p 9001:9001 -v hf-cache:/home/sam3/.cache/huggingface \
+#         -e HF_TOKEN=... sam3-stream
+FROM pytorch/pytorch:2.9.1-cuda12.8-cudnn9-runtime
+
+ENV DEBIAN_FRONTEND=noninteractive \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    HF_HOME=/home/sam3/.cache/huggingface
+
+# OpenCV's GUI build loads libGL and GLib even when no window is opened.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 curl \
+    && rm -rf /var/lib/apt/lists/*
+
+RUN useradd --create-home --uid 1000 sam3
+WORKDIR /opt/sam3-stream
+COPY pyproject.toml README.md ./
+COPY tracker ./tracker
+COPY pipeline ./pipeline
+COPY sinks ./sinks
+COPY configs ./configs
+# torch comes from the base image (its CUDA build); pip keeps it because the range admits it.
+RUN pip install .
+
+USER sam3
+RUN mkdir -p /home/sam3/.cache/huggingface /home/sam3/state
+VOLUME ["/home/sam3/.cache/huggingface", "/home/sam3/state"]
+EXPOSE 9001
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
+    CMD curl -fsS http://127.0.0.1:9001/healthz || exit 1
+ENTRYPOINT ["sam3-stream", "serve", "--host", "0.0.0.0", "--port", "9001", "--state-dir", "/home/sam3/state"]

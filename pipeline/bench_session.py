@@ -1,0 +1,159 @@
+"""``sam3-stream bench session``: a plain HF streaming session against ours, same frames.
+
+Each variant runs in its own spawned process so its resident memory is its own. Printed side by
+side: bytes held by the session, process RSS, and mean ms/frame per interval, then the late/early
+time ratio of each and the ours/plain ratios at the end.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import pathlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Sample:
+    frame: int
+    ms_per_frame: float
+    bytes_held: int
+    frames_held: int
+    rss_bytes: int
+
+
+def rss_bytes() -> int:
+    """Current resident set size of this process (Linux /proc; peak RSS elsewhere)."""
+    try:
+        for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _plain_loop(tracker: Any, frames: int, interval: int, classes: list[str]) -> list[Sample]:
+    import torch
+
+    from pipeline.sample_clip import sample_frame
+    from tracker.pruning import tensor_bytes
+
+    processor, model = tracker.processor, tracker.model
+    session = processor.init_video_session(inference_device=tracker.device)
+    processor.add_text_prompt(session, classes)
+    samples, started = [], time.perf_counter()
+    for index in range(frames):
+        rgb = sample_frame(index)[:, :, ::-1].copy()
+        inputs = processor(images=rgb, device=tracker.device, return_tensors="pt")
+        with torch.inference_mode():
+            out = model(inference_session=session, frame=inputs.pixel_values[0], frame_idx=index)
+        processor.postprocess_outputs(session, out, original_sizes=inputs.original_sizes)
+        if (index + 1) % interval == 0:
+            held = tensor_bytes(
+                [session.processed_frames, session.output_dict_per_obj, session.mask_inputs_per_obj]
+            )
+            elapsed = time.perf_counter() - started
+            samples.append(
+                Sample(
+                    index + 1,
+                    1000 * elapsed / interval,
+                    held,
+                    len(session.processed_frames),
+                    rss_bytes(),
+                )
+            )
+            started = time.perf_counter()
+    return samples
+
+
+def _ours_loop(tracker: Any, frames: int, interval: int, classes: list[str]) -> list[Sample]:
+    from pipeline.sample_clip import sample_frame
+    from tracker import SessionRegistry
+
+    registry = SessionRegistry(tracker)
+    samples, started = [], time.perf_counter()
+    for index in range(frames):
+        registry.process(
+            sample_frame(index),
+            video_identifier="bench",
+            frame_id=index,
+            class_names=classes,
+            threshold=0.0,
+        )
+        if (index + 1) % interval == 0:
+            stats = registry.stats("bench")
+            elapsed = time.perf_counter() - started
+            samples.append(
+                Sample(
+                    index + 1,
+                    1000 * elapsed / interval,
+                    stats.bytes_held,
+                    stats.frames_held,
+                    rss_bytes(),
+                )
+            )
+            started = time.perf_counter()
+    return samples
+
+
+def _variant(
+    variant: str,
+    model: str,
+    device: str,
+    overrides: dict,
+    frames: int,
+    interval: int,
+    classes: list[str],
+) -> list[Sample]:
+    from tracker import Sam3VideoTracker
+
+    tracker = Sam3VideoTracker.from_pretrained(model, device=device, **overrides)
+    loop = _plain_loop if variant == "plain" else _ours_loop
+    return loop(tracker, frames, interval, classes)
+
+
+def run_session_bench(
+    model: str, *, frames: int, interval: int, device: str, classes: list[str], overrides: dict
+) -> dict[str, list[Sample]]:
+    """Run both variants in spawned processes; return their samples."""
+    context = multiprocessing.get_context("spawn")
+    results: dict[str, list[Sample]] = {}
+    with context.Pool(1) as pool:
+        for variant in ("plain", "ours"):
+            results[variant] = pool.apply(
+                _variant, (variant, model, device, overrides, frames, interval, classes)
+            )
+    return results
+
+
+def format_report(results: dict[str, list[Sample]]) -> str:
+    plain, ours = results["plain"], results["ours"]
+    lines = [
+        f"{'frame':>7} | {'plain MB held':>13} {'RSS MB':>8} {'ms/frame':>9} | "
+        f"{'ours MB held':>12} {'RSS MB':>8} {'ms/frame':>9}"
+    ]
+    for p, o in zip(plain, ours, strict=True):
+        lines.append(
+            f"{p.frame:>7} | {p.bytes_held / 2**20:>13.1f} {p.rss_bytes / 2**20:>8.0f} "
+            f"{p.ms_per_frame:>9.1f} | {o.bytes_held / 2**20:>12.1f} {o.rss_bytes / 2**20:>8.0f} "
+            f"{o.ms_per_frame:>9.1f}"
+        )
+    if len(plain) >= 2:
+
+        def growth(samples: list[Sample]) -> float:
+            return samples[-1].ms_per_frame / max(samples[0].ms_per_frame, 1e-9)
+
+        lines += [
+            "",
+            f"per-frame time late/early: plain {growth(plain):.2f}x, ours {growth(ours):.2f}x",
+            f"last interval time ours/plain: {ours[-1].ms_per_frame / plain[-1].ms_per_frame:.2f}",
+            "bytes held at the end ours/plain: "
+            f"{ours[-1].bytes_held / max(plain[-1].bytes_held, 1):.3f}"
+            f" ({ours[-1].bytes_held / 2**20:.1f} MB vs {plain[-1].bytes_held / 2**20:.1f} MB)",
+            f"frames held at the end: plain {plain[-1].frames_held}, ours {ours[-1].frames_held}",
+        ]
+    return "\n".join(lines)

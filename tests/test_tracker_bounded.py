@@ -1,0 +1,172 @@
+"""Bounded forever: pruning reproduces the unpruned HF session exactly; memory stays flat."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.frames import moving_shapes
+from tracker import Sam3VideoTracker, SessionRegistry
+from tracker.pruning import forget_object
+
+FRAMES = 60
+# Random weights never reach the default 0.8 confidence needed to recondition; force it often.
+FORCE_RECONDITIONING = {
+    "max_num_objects": 3,
+    "high_conf_thresh": 0.0,
+    "high_iou_thresh": 0.0,
+    "recondition_every_nth_frame": 5,
+}
+
+
+@pytest.fixture(scope="module")
+def reconditioning_tracker(tiny_model_dir) -> Sam3VideoTracker:
+    return Sam3VideoTracker.from_pretrained(
+        str(tiny_model_dir), device="cpu", **FORCE_RECONDITIONING
+    )
+
+
+def _plain_hf_outputs(tracker: Sam3VideoTracker, frames: int):
+    """The reference: HF's own streaming loop, nothing pruned."""
+    processor, model = tracker.processor, tracker.model
+    session = processor.init_video_session(inference_device="cpu")
+    processor.add_text_prompt(session, ["person", "car"])
+    outputs = []
+    for i in range(frames):
+        rgb = np.ascontiguousarray(moving_shapes(i)[:, :, ::-1])
+        inputs = processor(images=rgb, device="cpu", return_tensors="pt")
+        with torch.inference_mode():
+            out = model(inference_session=session, frame=inputs.pixel_values[0], frame_idx=i)
+        post = processor.postprocess_outputs(session, out, original_sizes=inputs.original_sizes)
+        masks = post["masks"].numpy()
+        keep = masks.reshape(len(masks), -1).any(axis=1)
+        outputs.append(
+            (post["object_ids"].numpy()[keep], post["scores"].numpy()[keep], masks[keep])
+        )
+    cond_frames = max(len(o["cond_frame_outputs"]) for o in session.output_dict_per_obj.values())
+    return outputs, cond_frames, len(session.processed_frames)
+
+
+def _ours(tracker: Sam3VideoTracker, frames: int, **registry_kwargs):
+    registry = SessionRegistry(tracker, lost_object_frames=None, **registry_kwargs)
+    results = [
+        registry.process(
+            moving_shapes(i),
+            video_identifier="v",
+            frame_id=i,
+            class_names="person, car",
+            threshold=0.0,
+        )
+        for i in range(frames)
+    ]
+    return results, registry
+
+
+def _identical(plain, ours) -> bool:
+    id_map: dict[int, int] = {}
+    for (ids, scores, masks), detections in zip(plain, ours, strict=True):
+        if len(ids) != len(detections):
+            return False
+        if not (
+            np.array_equal(masks, detections.mask) and np.array_equal(scores, detections.confidence)
+        ):
+            return False
+        for plain_id, our_id in zip(ids.tolist(), detections.tracker_id.tolist(), strict=True):
+            if id_map.setdefault(plain_id, our_id) != our_id:
+                return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def plain_reference(reconditioning_tracker):
+    return _plain_hf_outputs(reconditioning_tracker, FRAMES)
+
+
+def test_pruned_session_is_bit_identical_to_unpruned_hf_session(
+    reconditioning_tracker, plain_reference
+):
+    plain, plain_cond_frames, plain_frames_held = plain_reference
+    assert plain_cond_frames >= 4, "reconditioning must have happened several times"
+    assert plain_frames_held == FRAMES  # the port keeps every frame
+    ours, registry = _ours(reconditioning_tracker, FRAMES)
+    assert _identical(plain, ours)
+    assert registry.stats("v").frames_held == 1
+
+
+def test_seven_frame_window_changes_outputs_so_the_comparison_can_fail(
+    reconditioning_tracker, plain_reference
+):
+    plain, _, _ = plain_reference
+    ours, _ = _ours(reconditioning_tracker, FRAMES, memory_frames=7)
+    assert not _identical(plain, ours)
+
+
+def test_rebasing_frame_indices_changes_nothing(reconditioning_tracker, plain_reference):
+    plain, _, _ = plain_reference
+    ours, registry = _ours(reconditioning_tracker, FRAMES, rebase_at=40)
+    session = registry._sessions["v"]
+    # Indices were moved back towards zero at least once and never reached the rebase point.
+    assert session.frame_idx < 40 and session.frames_processed == FRAMES
+    assert _identical(plain, ours)
+
+
+@pytest.fixture(scope="module")
+def lean_tracker(tiny_model_dir) -> Sam3VideoTracker:
+    """One object, reconditioning every other frame: long runs stay affordable on 2 cores."""
+    return Sam3VideoTracker.from_pretrained(
+        str(tiny_model_dir),
+        device="cpu",
+        **{**FORCE_RECONDITIONING, "max_num_objects": 1, "recondition_every_nth_frame": 2},
+    )
+
+
+def test_rebase_keeps_indices_far_below_the_ports_100000_assumption(lean_tracker):
+    registry = SessionRegistry(lean_tracker, rebase_at=50)
+    session = None
+    for i in range(110):
+        registry.process(moving_shapes(i), video_identifier="r", frame_id=i, class_names="person")
+        session = registry._sessions["r"]
+        hf = session._hf_session
+        held = [*hf.processed_frames] + [
+            idx for per in hf.output_dict_per_obj.values() for idx in per["non_cond_frame_outputs"]
+        ]
+        assert max(held) < 50
+    assert session.frames_processed == 110
+
+
+def test_forget_object_removes_it_and_its_bookkeeping_and_tracking_goes_on(tiny_tracker):
+    registry = SessionRegistry(tiny_tracker, lost_object_frames=None)
+    for i in range(4):
+        registry.process(
+            moving_shapes(i), video_identifier="f", frame_id=i, class_names="person, car"
+        )
+    hf = registry._sessions["f"]._hf_session
+    victim = hf.obj_ids[0]
+    forget_object(hf, victim)
+    assert victim not in hf.obj_ids
+    assert victim not in hf.obj_id_to_score and victim not in hf.trk_keep_alive
+    for i in range(4, 7):
+        registry.process(
+            moving_shapes(i), video_identifier="f", frame_id=i, class_names="person, car"
+        )
+    assert victim not in hf.obj_ids
+
+
+def test_thousand_streamed_frames_hold_flat_frames_and_bytes(lean_tracker):
+    registry = SessionRegistry(lean_tracker, max_conditioning_frames=4)
+    samples = {}
+    for i in range(1000):
+        registry.process(
+            moving_shapes(i, 48, 64), video_identifier="long", frame_id=i, class_names="person"
+        )
+        if i in (100, 500, 999):
+            samples[i] = registry.stats("long")
+    for stats in samples.values():
+        assert stats.frames_held == 1
+    assert samples[999].frames_processed == 1000
+    # Conditioning frames are capped (reconditioning every 2 frames passes the cap early).
+    hf = registry._sessions["long"]._hf_session
+    assert max(len(o["cond_frame_outputs"]) for o in hf.output_dict_per_obj.values()) <= 4
+    assert samples[999].bytes_held <= samples[100].bytes_held * 1.05
+    assert samples[500].bytes_held <= samples[100].bytes_held * 1.05
