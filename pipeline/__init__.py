@@ -1,7 +1,29 @@
-"""Frames in and the loop: sources, buffering, reconnect, InferencePipeline, CLI and service."""
+"""Frames in and the loop: sources, buffering, reconnect, InferencePipeline, CLI and service.
+
+``InferencePipeline`` and ``StatusUpdate`` are imported on first use, so that ``import pipeline``
+(which every CLI verb does) stays light until a pipeline is actually built.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from pipeline.video_frame import VideoFrame
 
-__all__ = ["VideoFrame"]
+if TYPE_CHECKING:
+    from pipeline.inference_pipeline import InferencePipeline
+    from pipeline.status import StatusUpdate
+
+__all__ = ["InferencePipeline", "StatusUpdate", "VideoFrame"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "InferencePipeline":
+        from pipeline.inference_pipeline import InferencePipeline
+
+        return InferencePipeline
+    if name == "StatusUpdate":
+        from pipeline.status import StatusUpdate
+
+        return StatusUpdate
+    raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

@@ -6,7 +6,11 @@ import argparse
 import importlib
 
 # Each module has register_bench(subparsers) adding one `bench <name>` verb.
-BENCH_MODULES = ["pipeline.cli_bench_session"]
+BENCH_MODULES = [
+    "pipeline.cli_bench_session",
+    "pipeline.cli_bench_latency",
+    "pipeline.cli_bench_throughput",
+]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

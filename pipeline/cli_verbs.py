@@ -12,6 +12,7 @@ import importlib
 _VERB_MODULES = [
     "pipeline.cli_tiny_model",
     "pipeline.cli_demo",
+    "pipeline.cli_run",
     "pipeline.cli_bench",
 ]
 

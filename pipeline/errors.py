@@ -1,4 +1,7 @@
-"""Errors a user can cause. Each carries a message that says what to do; the CLI prints it on one line."""
+"""Errors a user can cause.
+
+Each carries a message that says what to do; the CLI prints it on one line.
+"""
 
 from __future__ import annotations
 

@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 import logging
+import os
 
 logger = logging.getLogger(__name__)
 
 REAL_MODEL = "facebook/sam3"
+MODEL_ENV = "SAM3_STREAM_MODEL"
+"""Environment variable: where ``facebook/sam3`` loads from (a local directory holding it)."""
+
+
+def resolve_model(model: str) -> str:
+    """The path or Hub id to load for ``model``.
+
+    ``facebook/sam3`` loads from ``$SAM3_STREAM_MODEL`` when that is set, so that code and
+    workflows naming the default model run unchanged on a machine whose weights lie in a local
+    directory (an air-gapped site, a mounted volume). Any other value is returned as it is.
+    """
+    if model == REAL_MODEL:
+        return os.environ.get(MODEL_ENV) or model
+    return model
 
 
 def real_weights_available(model: str = REAL_MODEL) -> bool:

@@ -121,12 +121,19 @@ class MultiSink:
 
 
 def multi_sink(
-    sinks: Sequence[Callable[[Any, Any], Any]],
-    *,
+    *args: Any,
+    sinks: Sequence[Callable[[Any, Any], Any]] | None = None,
     on_error: ErrorCallback | None = None,
     max_queue: int = DEFAULT_MAX_QUEUE,
-) -> MultiSink:
+) -> MultiSink | None:
     """Combine sinks into one ``on_prediction``; see ``MultiSink``.
+
+    Two call forms:
+
+    - ``multi_sink(sinks)`` returns a ``MultiSink``: each sink on its own worker, isolated.
+    - ``multi_sink(predictions, video_frame, sinks=[...])`` is Roboflow's form, used through
+      ``functools.partial(multi_sink, sinks=[...])``: it calls each sink in turn on this frame,
+      logging and swallowing a sink's exception so the others still run.
 
     Examples:
         >>> video = VideoFileSink.init("out.mp4")  # doctest: +SKIP
@@ -135,4 +142,20 @@ def multi_sink(
         >>> pipeline = InferencePipeline.init(..., on_prediction=fan_out)  # doctest: +SKIP
         >>> fan_out.close()  # doctest: +SKIP
     """
-    return MultiSink(sinks, on_error=on_error, max_queue=max_queue)
+    if len(args) == 1 and sinks is None:
+        return MultiSink(args[0], on_error=on_error, max_queue=max_queue)
+    if len(args) == 3 and sinks is None:
+        args, sinks = args[:2], args[2]
+    if len(args) != 2 or sinks is None:
+        raise TypeError(
+            "use multi_sink(sinks) or multi_sink(predictions, video_frame, sinks=[...])"
+        )
+    predictions, video_frame = args
+    for sink in sinks:
+        try:
+            sink(predictions, video_frame)
+        except Exception as error:
+            logger.exception("sink %r failed on this frame", sink)
+            if on_error is not None:
+                on_error(sink_name(sink), error)
+    return None

@@ -70,7 +70,15 @@ def test_a_raising_sink_and_a_stuck_sink_neither_stop_nor_slow_the_others() -> N
     )
     frames = [make_frame(i, from_file=False) for i in range(50)]
 
-    dispatcher = dispatch(fan_out, frames)
+    def paced() -> None:
+        # Live frames arrive one after another; each waits until the fast sink has the previous
+        # one, so a lagging *fast* sink (CPU load) cannot be confused with one being held up.
+        for index, frame in enumerate(frames):
+            fan_out.on_prediction(make_detections(), frame)
+            assert recorder.wait_for(index + 1)
+
+    dispatcher = threading.Thread(target=paced, daemon=True)
+    dispatcher.start()
     dispatcher.join(GUARD_S)
 
     assert not dispatcher.is_alive(), "a stuck sink must not hold up the caller on a live source"
@@ -189,3 +197,28 @@ def test_multi_source_batches_are_split_per_frame(from_file: bool) -> None:
         assert recorder.wait_for(2)
 
     assert recorder.frame_ids == [1, 2]
+
+
+def test_roboflow_partial_form_calls_every_sink_and_isolates_failures():
+    import functools
+
+    import supervision as sv
+
+    from sinks import multi_sink
+
+    received = []
+
+    def broken(predictions, frame):
+        raise RuntimeError("boom")
+
+    def recorder(predictions, frame):
+        received.append(frame)
+
+    errors = []
+    on_prediction = functools.partial(
+        multi_sink, sinks=[broken, recorder], on_error=lambda name, e: errors.append(name)
+    )
+    on_prediction(sv.Detections.empty(), "frame-1")
+    on_prediction(sv.Detections.empty(), "frame-2")
+    assert received == ["frame-1", "frame-2"]
+    assert len(errors) == 2

@@ -98,17 +98,17 @@ def test_seven_frame_window_changes_outputs_so_the_comparison_can_fail(
     reconditioning_tracker, plain_reference
 ):
     plain, _, _ = plain_reference
-    ours, _ = _ours(reconditioning_tracker, FRAMES, memory_frames=7)
-    assert not _identical(plain, ours)
+    ours, _ = _ours(reconditioning_tracker, 30, memory_frames=7)
+    assert not _identical(plain[:30], ours)
 
 
 def test_rebasing_frame_indices_changes_nothing(reconditioning_tracker, plain_reference):
     plain, _, _ = plain_reference
-    ours, registry = _ours(reconditioning_tracker, FRAMES, rebase_at=40)
+    ours, registry = _ours(reconditioning_tracker, 45, rebase_at=32)
     session = registry._sessions["v"]
     # Indices were moved back towards zero at least once and never reached the rebase point.
-    assert session.frame_idx < 40 and session.frames_processed == FRAMES
-    assert _identical(plain, ours)
+    assert session.frame_idx < 32 and session.frames_processed == 45
+    assert _identical(plain[:45], ours)
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +153,7 @@ def test_forget_object_removes_it_and_its_bookkeeping_and_tracking_goes_on(tiny_
     assert victim not in hf.obj_ids
 
 
+@pytest.mark.timeout(1200)  # ~2 min alone on 2 cores; longer when the machine is shared
 def test_thousand_streamed_frames_hold_flat_frames_and_bytes(lean_tracker):
     registry = SessionRegistry(lean_tracker, max_conditioning_frames=4)
     samples = {}

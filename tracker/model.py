@@ -18,8 +18,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from tracker.batching import (
+    DEFAULT_GATHER_WINDOW_MS,
+    DEFAULT_MAX_BATCH,
+    BackboneBatcher,
+    BatcherStats,
+    precomputed_vision_features,
+)
+from tracker.compile import compile_vision_encoder
 from tracker.errors import ModelLoadError
 from tracker.hf_session import BoundedInferenceSession, new_bounded_session
+from tracker.preprocess import TensorPreprocessor
+from tracker.stages import StageClock
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +148,16 @@ class Sam3VideoTracker:
     """
 
     def __init__(
-        self, model: Any, processor: Any, device: torch.device, compute_dtype: torch.dtype
+        self,
+        model: Any,
+        processor: Any,
+        device: torch.device,
+        compute_dtype: torch.dtype,
+        *,
+        batch_streams: bool = False,
+        gather_window_ms: float = DEFAULT_GATHER_WINDOW_MS,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        fast_preprocess: bool = True,
     ) -> None:
         self.model = model
         self.processor = processor
@@ -146,6 +165,16 @@ class Sam3VideoTracker:
         self.compute_dtype = compute_dtype
         self.name = str(getattr(model, "name_or_path", "")) or "sam3"
         self._lock = threading.Lock()
+        # Throughput additions (issue 7). Neither changes results: the tensor preprocessor is
+        # bit-identical to the processor, and batching hands each forward its own slice.
+        self.stage_clock: StageClock | None = None
+        self._preprocessor = (
+            TensorPreprocessor.from_processor(processor, device) if fast_preprocess else None
+        )
+        # Bound before any per-step override so the batched pass always runs the real backbone.
+        self._vision_features = model.detector_model.get_vision_features
+        self._batcher: BackboneBatcher | None = None
+        self.set_batching(batch_streams, gather_window_ms=gather_window_ms, max_batch=max_batch)
 
     @classmethod
     def from_pretrained(
@@ -153,6 +182,12 @@ class Sam3VideoTracker:
         model: str = DEFAULT_MODEL,
         device: str | torch.device = "auto",
         dtype: str | torch.dtype = "auto",
+        *,
+        batch_streams: bool = False,
+        gather_window_ms: float = DEFAULT_GATHER_WINDOW_MS,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        fast_preprocess: bool = True,
+        compile_vision: bool = False,
         **config_overrides: Any,
     ) -> Sam3VideoTracker:
         """Load ``Sam3VideoModel`` and ``Sam3VideoProcessor`` from a Hub id or a directory.
@@ -161,6 +196,14 @@ class Sam3VideoTracker:
             model: Hub id (read from the local cache when offline) or a local directory.
             device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``...
             dtype: ``auto``, ``float32``, ``bfloat16`` or ``float16`` compute precision.
+            batch_streams: run the vision backbone once for every stream with a frame ready
+                (``tracker.batching``); pays off when several threads feed different streams.
+            gather_window_ms: the longest a batch waits for streams of the previous round.
+            max_batch: the most frames in one backbone pass.
+            fast_preprocess: resize/normalise with ``tracker.preprocess`` (same pixel values as
+                the processor, less overhead); False uses the processor.
+            compile_vision: ``torch.compile`` the vision encoder with static shapes (CUDA only;
+                ignored with a warning elsewhere). The first frame of each batch size compiles.
             **config_overrides: fields of ``Sam3VideoConfig`` (``max_num_objects``, thresholds...).
 
         Raises:
@@ -170,7 +213,18 @@ class Sam3VideoTracker:
         compute_dtype = resolve_autocast_dtype(dtype, resolved_device)
         loaded, processor = _load(model, config_overrides)
         loaded = loaded.to(resolved_device).eval()
-        tracker = cls(loaded, processor, resolved_device, compute_dtype)
+        if compile_vision:
+            compile_vision_encoder(loaded, resolved_device, max_batch=max_batch)
+        tracker = cls(
+            loaded,
+            processor,
+            resolved_device,
+            compute_dtype,
+            batch_streams=batch_streams,
+            gather_window_ms=gather_window_ms,
+            max_batch=max_batch,
+            fast_preprocess=fast_preprocess,
+        )
         tracker.name = model
         logger.info(
             "loaded %s on %s (compute %s)",
@@ -195,19 +249,103 @@ class Sam3VideoTracker:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.compute_dtype)
 
+    def set_batching(
+        self,
+        enabled: bool,
+        *,
+        gather_window_ms: float = DEFAULT_GATHER_WINDOW_MS,
+        max_batch: int = DEFAULT_MAX_BATCH,
+    ) -> None:
+        """Turn cross-stream backbone batching on or off; call while no frame is in flight."""
+        self._batcher = (
+            BackboneBatcher(
+                self._batched_backbone,
+                gather_window_s=gather_window_ms / 1000,
+                max_batch=max_batch,
+            )
+            if enabled
+            else None
+        )
+
+    @property
+    def batch_streams(self) -> bool:
+        return self._batcher is not None
+
+    def batching_stats(self) -> BatcherStats | None:
+        """How backbone batches formed so far (None when batching is off)."""
+        return self._batcher.stats() if self._batcher is not None else None
+
+    def _measure(self, stage: str) -> contextlib.AbstractContextManager:
+        clock = self.stage_clock
+        return clock.measure(stage) if clock is not None else contextlib.nullcontext()
+
+    def _preprocess(self, rgb: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 RGB -> (3, S, S) float32 normalised pixels on the device."""
+        with self._measure("preprocess"):
+            if self._preprocessor is not None:
+                return self._preprocessor(rgb)
+            inputs = self.processor(images=rgb, device=self.device, return_tensors="pt")
+            return inputs.pixel_values[0]
+
+    def _batched_backbone(self, pixels: torch.Tensor) -> Any:
+        """(B, 3, S, S) -> batched ``Sam3VisionEncoderOutput``, under the model lock."""
+        with self._lock, torch.inference_mode(), self._autocast():
+            return self._vision_features(pixel_values=pixels)
+
     def step(
         self, session: BoundedInferenceSession, rgb: np.ndarray, frame_idx: int
     ) -> FrameResult:
-        """Run one RGB frame (H, W, 3 uint8) through the model at session index ``frame_idx``."""
+        """Run one RGB frame (H, W, 3 uint8) through the model at session index ``frame_idx``.
+
+        With batching on, this thread's frame joins the next backbone batch and the forward
+        reads its slice; the rest of the step is the same code under the same lock.
+        """
         height, width = rgb.shape[:2]
-        with self._lock, torch.inference_mode(), self._autocast():
-            inputs = self.processor(images=rgb, device=self.device, return_tensors="pt")
-            # (3, S, S) float32 normalised pixels
-            pixel_values = inputs.pixel_values[0]
-            output = self.model(inference_session=session, frame=pixel_values, frame_idx=frame_idx)
+        batcher = self._batcher
+        if batcher is None:
+            with self._lock, torch.inference_mode(), self._autocast():
+                pixel_values = self._preprocess(rgb)
+                output, post = self._forward(session, pixel_values, frame_idx, height, width)
+        else:
+            # Outside the model lock: preprocessing overlaps other streams' steps.
+            with torch.inference_mode(), self._autocast():
+                pixel_values = self._preprocess(rgb)
+            with (
+                batcher.lease(pixel_values) as features,
+                self._lock,
+                torch.inference_mode(),
+                self._autocast(),
+                precomputed_vision_features(self.model.detector_model, pixel_values, features),
+            ):
+                output, post = self._forward(session, pixel_values, frame_idx, height, width)
+        with self._measure("postprocess"):
+            return self._frame_result(session, output, post, height, width)
+
+    def _forward(
+        self,
+        session: BoundedInferenceSession,
+        pixel_values: torch.Tensor,
+        frame_idx: int,
+        height: int,
+        width: int,
+    ) -> tuple[Any, dict[str, Any]]:
+        """The HF forward and postprocess of one frame; the caller holds the model lock."""
+        # pixel_values: (3, S, S) float32 normalised
+        output = self.model(inference_session=session, frame=pixel_values, frame_idx=frame_idx)
+        with self._measure("postprocess"):
             post = self.processor.postprocess_outputs(
                 session, output, original_sizes=[[height, width]]
             )
+        return output, post
+
+    @staticmethod
+    def _frame_result(
+        session: BoundedInferenceSession,
+        output: Any,
+        post: dict[str, Any],
+        height: int,
+        width: int,
+    ) -> FrameResult:
         object_ids = post["object_ids"].cpu().numpy().astype(np.int64)
         tracker_score = output.obj_id_to_tracker_score or {}
         prompts = tuple(session.prompts[session.obj_id_to_prompt_id[int(i)]] for i in object_ids)
@@ -239,12 +377,13 @@ class Sam3VideoTracker:
         """Free what the tracker can no longer read (see ``tracker.pruning.prune_session``)."""
         from tracker.pruning import prune_session
 
-        prune_session(
-            session,
-            frame_idx,
-            memory_frames=memory_frames,
-            max_conditioning_frames=max_conditioning_frames,
-        )
+        with self._measure("prune"):
+            prune_session(
+                session,
+                frame_idx,
+                memory_frames=memory_frames,
+                max_conditioning_frames=max_conditioning_frames,
+            )
 
     def rebase(self, session: BoundedInferenceSession, offset: int) -> None:
         """Shift the session's frame indices down by ``offset`` (see ``rebase_frame_indices``)."""

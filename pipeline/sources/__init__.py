@@ -1,12 +1,19 @@
 """Video sources: files, network streams, webcams and a test pattern, behind one interface.
 
 ``make_source(reference)`` picks the kind; every kind is a ``VideoSource`` with ``start()``,
-``read(timeout)``, ``pause()`` / ``mute()`` / ``resume()``, ``stop()``, a ``state`` and ``stats()``.
+``read(timeout)``, ``frame_timing(frame_id)``, ``pause()`` / ``mute()`` / ``resume()``, ``stop()``,
+a ``state`` and ``stats()``.
 """
 
 from __future__ import annotations
 
-from pipeline.sources.base import SourceState, SourceStateChange, SourceStats, VideoSource
+from pipeline.sources.base import (
+    FrameTiming,
+    SourceState,
+    SourceStateChange,
+    SourceStats,
+    VideoSource,
+)
 from pipeline.sources.file import FileSource
 from pipeline.sources.live import LIVE_SCHEMES, LiveStreamSource
 from pipeline.sources.options import SourceOptions
@@ -18,6 +25,7 @@ from pipeline.sources.webcam import WebcamSource
 __all__ = [
     "LIVE_SCHEMES",
     "FileSource",
+    "FrameTiming",
     "LiveStreamSource",
     "RoundRobinReader",
     "SourceOptions",

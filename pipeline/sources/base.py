@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 # it reads 0 (a stalled camera must not keep reporting its old rate).
 _FPS_WINDOW = 30
 _FPS_STALE_S = 2.0
+# Timings of frames published but not read yet; a buffer holds a handful, the rest were dropped.
+_TIMINGS_KEPT = 64
 
 
 class SourceState(enum.StrEnum):
@@ -101,6 +103,28 @@ class SourceStateChange:
 
 
 StateListener = Callable[[SourceStateChange], None]
+
+
+@dataclass(frozen=True)
+class FrameTiming:
+    """When a frame entered the buffer and how long decoding it took (for latency statistics).
+
+    Kept beside the frame rather than in ``VideoFrame`` so the shared record stays as DESIGN.md
+    fixes it; the pipeline fetches it with ``VideoSource.frame_timing(frame_id)``.
+
+    Attributes:
+        published_at: ``time.monotonic()`` when the frame was handed to the buffer.
+        decode_s: seconds spent decoding and converting it; None where the source cannot tell
+            (OpenCV webcams decode inside ``read()``, together with the wait for the sensor).
+    """
+
+    published_at: float
+    decode_s: float | None
+
+    @property
+    def grabbed_at(self) -> float:
+        """``time.monotonic()`` when decoding of the frame started: where its age counts from."""
+        return self.published_at - (self.decode_s or 0.0)
 
 
 @dataclass(frozen=True)
@@ -216,6 +240,7 @@ class VideoSource(ABC):
         self._published: SourceState | None = None
         self._epoch = 0
         self._next_frame_id = 1  # frame N of a file has frame_id N
+        self._timings: OrderedDict[int, FrameTiming] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.source_id} {self.reference!r} {self.state.value}>"
@@ -325,6 +350,11 @@ class VideoSource(ABC):
             return True
         self._thread.join(timeout)
         return not self._thread.is_alive()
+
+    def frame_timing(self, frame_id: int) -> FrameTiming | None:
+        """Take the timing of a frame returned by ``read()`` (each is handed out once)."""
+        with self._lock:
+            return self._timings.pop(frame_id, None)
 
     def stats(self) -> SourceStats:
         """A snapshot of the counters (cheap; safe from any thread)."""
@@ -440,11 +470,12 @@ class VideoSource(ABC):
         timestamp: datetime | None = None,
         *,
         from_file: bool = False,
+        decode_s: float | None = None,
     ) -> bool:
         """Wrap ``image`` (H, W, 3) uint8 BGR in a ``VideoFrame`` and hand it to the buffer.
 
-        ``frame_id`` comes from ``_count_decoded()``. Returns False when the buffer refused the
-        frame (the source is stopping).
+        ``frame_id`` comes from ``_count_decoded()``; ``decode_s`` is how long decoding it took.
+        Returns False when the buffer refused the frame (the source is stopping).
         """
         with self._lock:
             self._counters.resolution = (image.shape[1], image.shape[0])
@@ -460,6 +491,9 @@ class VideoSource(ABC):
                 epoch=self._epoch,
             )
             flowing = self._link is SourceState.RUNNING
+            self._timings[frame_id] = FrameTiming(time.monotonic(), decode_s)
+            while len(self._timings) > _TIMINGS_KEPT:
+                self._timings.popitem(last=False)
         if not flowing:
             self._set_link(SourceState.RUNNING, "frames flowing")
         return self._buffer.put(frame)

@@ -118,11 +118,13 @@ class FileSource(VideoSource):
         anchor: float | None = None  # monotonic time of PTS 0 when pacing in real time
         index = 0
         for packet in container.demux(stream):
+            started_decoding = time.perf_counter()
             try:
                 frames = packet.decode()
             except av.error.InvalidDataError as error:
                 self._record_decode_error(f"{self.path}: skipped a corrupt packet ({error})")
                 continue
+            packet_s = time.perf_counter() - started_decoding  # charged to its first frame
             for av_frame in frames:
                 pts = av_frame.time if av_frame.time is not None else index / fps
                 index += 1
@@ -144,9 +146,14 @@ class FileSource(VideoSource):
                 frame_id = self._count_decoded()
                 if frame_id is None:
                     continue
+                converting = time.perf_counter()
                 image = av_frame.to_ndarray(format="bgr24")  # (H, W, 3) uint8 BGR
+                decode_s = packet_s + time.perf_counter() - converting
+                packet_s = 0.0
                 timestamp = started + timedelta(seconds=offset)
-                if not self._publish_frame(image, frame_id, timestamp, from_file=True):
+                if not self._publish_frame(
+                    image, frame_id, timestamp, from_file=True, decode_s=decode_s
+                ):
                     return False
                 if self._stopping:
                     return False

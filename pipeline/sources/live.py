@@ -168,6 +168,7 @@ class LiveStreamSource(VideoSource):
                     raise _Stalled
                 if packet.stream.index != stream.index:
                     continue
+                started_decoding = time.perf_counter()
                 try:
                     frames = packet.decode()
                 except av.error.InvalidDataError as error:
@@ -180,8 +181,10 @@ class LiveStreamSource(VideoSource):
                     if frame_id is None:
                         continue
                     image = av_frame.to_ndarray(format="bgr24")  # (H, W, 3) uint8 BGR
+                    decode_s = time.perf_counter() - started_decoding
+                    started_decoding = time.perf_counter()
                     got_frames = True
-                    if not self._publish_frame(image, frame_id):
+                    if not self._publish_frame(image, frame_id, decode_s=decode_s):
                         return got_frames, "stopped"
             return got_frames, "the stream ended"
         except (_Stalled, av.error.ExitError):

@@ -150,8 +150,10 @@ class TestPatternSource(VideoSource):
                 return
             frame_id = self._count_decoded()
             if frame_id is not None:
+                drawing = time.perf_counter()
                 image = draw_test_pattern(index, spec.width, spec.height, spec.fps)
-                if not self._publish_frame(image, frame_id):
+                decode_s = time.perf_counter() - drawing
+                if not self._publish_frame(image, frame_id, decode_s=decode_s):
                     return
             index += 1
             next_at += period

@@ -1,0 +1,171 @@
+"""``sam3-stream serve``: the HTTP service on uvicorn, one model shared by every stream.
+
+The socket is bound before uvicorn starts, so a busy port is a one-line error (exit 2), ``--port 0``
+picks a free port, and the line ``sam3-stream serve: listening on http://HOST:PORT`` on stdout
+names the real one. The model loads in the background (``/healthz`` answers meanwhile); if it
+cannot load, the server stops and the command exits 2 with the reason.
+
+The API key may come from ``--api-key`` or, better (other users can read command lines), from the
+``SAM3_STREAM_API_KEY`` environment variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+API_KEY_ENV = "SAM3_STREAM_API_KEY"
+DEFAULT_PORT = 9001
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from pipeline.service.manager import DEFAULT_MAX_STREAMS
+    from pipeline.service.store import default_state_dir
+
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the HTTP service (many streams on one model, SSE, WebRTC viewer)",
+        description=(
+            "Serve the stream API on one shared SAM3 model. Streams created over the API are "
+            "stored under --state-dir and come back after a restart; --config streams start at "
+            "every boot."
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any)"
+    )
+    parser.add_argument("--model", default="facebook/sam3", help="Hub id or local directory")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get(API_KEY_ENV) or None,
+        help=f"require this key on every endpoint but /healthz (default: ${API_KEY_ENV})",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=default_state_dir(),
+        help=f"where stored streams live (default {default_state_dir()})",
+    )
+    parser.add_argument("--config", type=Path, default=None, help="YAML file of boot streams")
+    parser.add_argument(
+        "--max-streams",
+        type=int,
+        default=DEFAULT_MAX_STREAMS,
+        help=f"streams at once (default {DEFAULT_MAX_STREAMS}); one more is answered 429",
+    )
+    parser.add_argument(
+        "--max-objects",
+        type=int,
+        default=None,
+        help="objects tracked per stream at most (SAM3's max_num_objects)",
+    )
+    parser.add_argument(
+        "--webrtc-ice",
+        choices=("host", "loopback"),
+        default="host",
+        help="host: ICE candidates on every interface but loopback (aioice's default); "
+        "loopback: 127.0.0.1 only (viewer on this machine)",
+    )
+    parser.add_argument(
+        "--ice-server",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="STUN/TURN server for WebRTC, e.g. stun:stun.example.org:3478 (repeatable)",
+    )
+    parser.set_defaults(handler=_run)
+
+
+def _check(args: argparse.Namespace) -> None:
+    from pipeline.errors import ConfigError
+
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be in 0-65535, got {args.port}")
+    if args.max_streams < 1:
+        raise ConfigError(f"--max-streams must be at least 1, got {args.max_streams}")
+    if args.max_objects is not None and args.max_objects < 1:
+        raise ConfigError(f"--max-objects must be at least 1, got {args.max_objects}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pipeline.redact import install_log_redaction, redact
+    from pipeline.service import (
+        IceSettings,
+        ModelEngine,
+        ServiceSettings,
+        create_app,
+        load_serve_config,
+    )
+    from pipeline.service.server import ServiceServer, bind_socket
+    from tracker import ModelLoadError, Sam3VideoTracker
+
+    _check(args)
+    config = load_serve_config(args.config) if args.config else None
+    install_log_redaction()
+    overrides: dict[str, Any] = {}
+    if args.max_objects is not None:
+        overrides["max_num_objects"] = args.max_objects
+    engine = ModelEngine(
+        lambda: Sam3VideoTracker.from_pretrained(args.model, device=args.device, **overrides),
+        model_name=redact(args.model),
+        max_sessions=max(64, args.max_streams),
+    )
+    settings = ServiceSettings(
+        api_key=args.api_key,
+        state_dir=args.state_dir,
+        max_streams=args.max_streams,
+        ice=IceSettings(
+            loopback_only=args.webrtc_ice == "loopback", ice_servers=tuple(args.ice_server)
+        ),
+    )
+    fatal: list[str] = []
+    server: ServiceServer | None = None
+
+    def on_fatal(reason: str) -> None:
+        fatal.append(reason)
+        if server is not None:
+            server.stop()
+
+    app = create_app(settings, engine=engine, config=config, on_fatal=on_fatal)
+    sock = bind_socket(args.host, args.port)
+    host, port = sock.getsockname()[:2]
+    server = ServiceServer(app)
+    if args.api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning("serving on %s without an API key: anyone who can reach it can use it", host)
+    print(f"sam3-stream serve: listening on http://{host}:{port}", flush=True)
+    with contextlib.closing(sock):
+        server.run(sockets=[sock])
+    if fatal:
+        raise ModelLoadError(fatal[0])
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``serve`` alone (``python -m pipeline.cli_serve serve ...``), as the CLI would."""
+    from pipeline.cli import _OneLineErrorParser
+    from pipeline.errors import Sam3StreamError
+
+    parser = _OneLineErrorParser(prog="sam3-stream")
+    register(parser.add_subparsers(dest="verb", required=True, parser_class=_OneLineErrorParser))
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return int(args.handler(args) or 0)
+    except Sam3StreamError as error:
+        print(f"sam3-stream: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""YAML pipeline configs (``sam3-stream run --config FILE``), validated by pydantic models.
+
+Every field is checked before anything starts, and a mistake is reported on one line that names
+the field: ``configs/cam.yaml: source_options.stall_timeout_s: must be greater than 0``. Unknown
+fields are errors too, because a misspelt option silently falling back to its default is the
+worst kind of config bug on a camera nobody watches.
+
+Example (``configs/rtsp-camera.yaml``)::
+
+    sources:
+      - reference: rtsp://user:password@192.168.1.10:554/stream1
+        video_identifier: loading-dock
+    classes: [person, forklift]
+    threshold: 0.5
+    sinks: ["jsonl:detections.jsonl"]
+    source_options:
+      stall_timeout_s: 5
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.errors import ConfigError
+from pipeline.weights import REAL_MODEL
+from tracker.inputs import normalise_class_names
+
+SINK_KINDS = ("screen", "video", "jsonl", "webhook", "udp")
+_DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Strict):
+    """One source: its reference, and optionally the name it goes by.
+
+    A bare string (or camera index) is accepted for ``reference`` alone.
+    """
+
+    reference: str | int
+    video_identifier: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_reference(cls, value: Any) -> Any:
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return {"reference": value}
+        return value
+
+
+class SourceOptionsConfig(_Strict):
+    """``pipeline.sources.SourceOptions``, field for field (see its docstring for each one)."""
+
+    realtime: bool = False
+    stall_timeout_s: float = Field(default=5.0, gt=0)
+    open_timeout_s: float = Field(default=10.0, gt=0)
+    max_reconnect_attempts: int | None = Field(default=None, ge=0)
+    backoff_initial_s: float = Field(default=0.5, gt=0)
+    backoff_max_s: float = Field(default=10.0, gt=0)
+    backoff_jitter: float = Field(default=0.25, ge=0, lt=1)
+    file_buffer_frames: int = Field(default=4, ge=1)
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    decoder_threads: int = Field(default=0, ge=0)
+    av_options: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> SourceOptionsConfig:
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError("backoff_max_s must be >= backoff_initial_s")
+        return self
+
+
+class PipelineConfig(_Strict):
+    """A whole ``sam3-stream run``: sources, concepts, model, sinks and tuning.
+
+    Attributes:
+        sources: one or more references (path, URL, camera index, ``testpattern?...``), each a
+            string or ``{reference, video_identifier}``.
+        classes: concepts to track, a list or one comma-separated string.
+        threshold: minimum detection score in [0, 1].
+        model: Hub id or local directory of a SAM3 video checkpoint.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        max_fps: most frames per second processed per source; null for no cap.
+        sinks: sink specs (``screen``, ``video:PATH``, ``jsonl:PATH``, ``webhook:URL``,
+            ``udp:HOST:PORT``); none means detections are only counted in the status.
+        source_options: reconnect, stall and buffering tuning for every source.
+        model_options: ``Sam3VideoConfig`` overrides, e.g. ``{max_num_objects: 16}``.
+        show_progress: progress bar for files, periodic status line for live sources.
+        status_interval_s: seconds between live status lines.
+    """
+
+    sources: list[SourceConfig] = Field(min_length=1)
+    classes: list[str] = Field(min_length=1)
+    threshold: float = Field(default=0.5, ge=0, le=1)
+    model: str = Field(default=REAL_MODEL, min_length=1)
+    device: str = Field(default="auto", pattern=_DEVICE_PATTERN)
+    max_fps: float | None = Field(default=None, gt=0)
+    sinks: list[str] = Field(default_factory=list)
+    source_options: SourceOptionsConfig = Field(default_factory=SourceOptionsConfig)
+    model_options: dict[str, Any] = Field(default_factory=dict)
+    show_progress: bool = True
+    status_interval_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _split_classes(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return list(normalise_class_names(value))
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return list(normalise_class_names(value))
+        return value
+
+    @field_validator("sinks")
+    @classmethod
+    def _known_sink_kinds(cls, value: list[str]) -> list[str]:
+        for spec in value:
+            kind = spec.strip().partition(":")[0].lower()
+            if kind not in SINK_KINDS:
+                raise ValueError(
+                    f"unknown sink {spec!r}: expected screen, video:PATH, jsonl:PATH, "
+                    "webhook:URL or udp:HOST:PORT"
+                )
+        return value
+
+    @property
+    def references(self) -> list[str | int]:
+        return [source.reference for source in self.sources]
+
+    @property
+    def video_identifiers(self) -> list[str | None]:
+        return [source.video_identifier for source in self.sources]
+
+
+def parse_config(
+    data: Any, *, origin: str, flags: Mapping[str, str] | None = None
+) -> PipelineConfig:
+    """Validate ``data`` (a dict, as YAML gives it) into a ``PipelineConfig``.
+
+    Args:
+        data: the raw values.
+        origin: what to name in errors, e.g. the file path.
+        flags: field name -> the command-line flag that set it, so errors name the flag.
+
+    Raises:
+        ConfigError: one line naming the first bad field (and how many more there are).
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{origin}: expected a mapping of fields, got {type(data).__name__}")
+    try:
+        return PipelineConfig.model_validate(dict(data))
+    except ValidationError as error:
+        raise ConfigError(_one_line(error, origin, flags or {})) from None
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read and validate a YAML config file.
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or has a bad field; one line.
+    """
+    return parse_config(read_config_data(path), origin=str(path))
+
+
+def read_config_data(path: str | Path) -> dict[str, Any]:
+    """The raw mapping of a YAML config file, not validated yet (the CLI merges flags into it).
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or not a mapping; one line.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read config {path}: {error.strerror or error}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of fields, got {type(data).__name__}")
+    return data
+
+
+def _one_line(error: ValidationError, origin: str, flags: Mapping[str, str]) -> str:
+    first = error.errors()[0]
+    location = [str(part) for part in first["loc"]]
+    field = ".".join(location) or "(top level)"
+    flag = flags.get(location[0]) if location else None
+    where = flag or f"{origin}: {field}"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown field"
+    elif first["type"] == "missing":
+        message = "required field is missing"
+    message = re.sub(r"^Value error, ", "", message)
+    more = len(error.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{where}: {message}{suffix}"

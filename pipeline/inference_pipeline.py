@@ -1,0 +1,741 @@
+"""``InferencePipeline``: Roboflow's video loop, drop-in, on SAM3 with bounded latency.
+
+Threads, and why each exists:
+
+- one decode thread per source (``pipeline.sources``) fills a small bounded buffer, so a slow
+  or dead camera never holds up another source or the model;
+- one inference thread takes frames from the sources in turn (``RoundRobinReader``: fair, capped
+  at ``max_fps`` per source) and runs them through the one shared model (``registry.process``);
+- one dispatcher hands results to ``on_prediction`` through a small ``DispatchQueue``, so the
+  model never waits for a sink. It runs on the thread that called ``start()`` by default
+  (``use_main_thread=True``, as in Roboflow's pipeline: OpenCV windows want the main thread),
+  which then blocks until the pipeline ends.
+
+Faults stay local: an inference error on one frame is counted and reported and the loop goes on;
+an exception from ``on_prediction`` is a sink error, counted and reported likewise. Everything is
+reported to ``status_update_handlers`` as ``StatusUpdate`` events and summarised by ``status()``.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, is_dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sinks
+from pipeline.dispatch import Dispatch, DispatchQueue
+from pipeline.errors import ConfigError, InferenceError
+from pipeline.identifiers import claim_identifiers, release_identifiers
+from pipeline.pipeline_options import (
+    as_references,
+    check_class_names,
+    check_device,
+    check_handlers,
+    check_max_fps,
+    check_sinks,
+    check_threshold_option,
+    refuse_roboflow_only,
+)
+from pipeline.progress import ProgressReporter
+from pipeline.redact import redact
+from pipeline.sources import (
+    RoundRobinReader,
+    SourceOptions,
+    SourceState,
+    SourceStateChange,
+    VideoSource,
+    make_sources,
+)
+from pipeline.status import EventType, SourceMetrics, StatusUpdate, UpdateSeverity
+from pipeline.weights import REAL_MODEL, resolve_model
+from pipeline.workflow import compile_workflow
+from sinks.base import LogThrottle, sink_name
+
+logger = logging.getLogger(__name__)
+
+_STOP_WAIT_S = 0.5  # terminate(): longest wait for busy threads before they are abandoned
+_IDLE_WAKE_S = 0.5  # the inference loop re-checks pauses and drop counters at least this often
+_DROPS_REPORT_EVERY_S = 1.0
+
+
+class PipelineState(enum.StrEnum):
+    """Where a pipeline is in its life."""
+
+    CREATED = "CREATED"
+    RUNNING = "RUNNING"
+    ENDED = "ENDED"  # every source finished by itself (files)
+    TERMINATED = "TERMINATED"  # stopped by terminate()
+
+
+class InferencePipeline:
+    """Frames from one or more sources through SAM3 to ``on_prediction``.
+
+    Build it with ``InferencePipeline.init`` or ``InferencePipeline.init_with_workflow``; the
+    constructor is internal.
+
+    Examples:
+        >>> from pipeline import InferencePipeline  # doctest: +SKIP
+        >>> from sinks import render_boxes  # doctest: +SKIP
+        >>> pipeline = InferencePipeline.init(  # doctest: +SKIP
+        ...     video_reference="rtsp://user:pw@cam.local/stream1",
+        ...     class_names=["person", "forklift"],
+        ...     on_prediction=render_boxes,
+        ... )
+        >>> pipeline.start()  # blocks until the stream ends or terminate() # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *,
+        sources: Sequence[VideoSource],
+        registry: Any,
+        class_names: tuple[str, ...],
+        threshold: float,
+        on_prediction: Callable[..., Any] | list[Callable[..., Any]],
+        max_fps: float | None,
+        status_update_handlers: list[Callable[[StatusUpdate], None]],
+        show_progress: bool,
+        status_interval_s: float,
+        model_name: str,
+        result: Callable[[Any], Any] | None,
+    ) -> None:
+        self._sources = list(sources)
+        self._registry = registry
+        self._class_names = class_names
+        self._threshold = threshold
+        self._max_fps = max_fps
+        self._handlers = status_update_handlers
+        self._show_progress = show_progress
+        self._status_interval_s = status_interval_s
+        self._model_name = model_name
+        self._result = result or (lambda detections: detections)
+        self._fan_out: sinks.MultiSink | None = None
+        if isinstance(on_prediction, list):
+            self._fan_out = sinks.multi_sink(on_prediction, on_error=self.report_sink_error)
+            on_prediction = self._fan_out
+        self._on_prediction = on_prediction
+        self._reader = RoundRobinReader(self._sources, max_fps=max_fps)
+        for source in self._sources:
+            source.add_state_listener(self._on_source_state)
+        self._metrics = {source.source_id: SourceMetrics() for source in self._sources}
+        self._dispatch = DispatchQueue()
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._finished = threading.Event()
+        self._state = PipelineState.CREATED
+        self._finishing_thread: threading.Thread | None = None
+        self._inference_thread: threading.Thread | None = None
+        self._dispatch_thread: threading.Thread | None = None
+        self._progress: ProgressReporter | None = None
+        self._started_at: datetime | None = None
+        self._sink_errors = 0
+        self._next_drops_report = 0.0
+        self._error_log = LogThrottle(interval_s=10.0)
+
+    # ------------------------------------------------------------------ constructors
+
+    @classmethod
+    def init(
+        cls,
+        video_reference: Any,
+        class_names: str | Sequence[str],
+        on_prediction: Callable[..., Any] | Sequence[Callable[..., Any]],
+        *,
+        model: str = REAL_MODEL,
+        threshold: float = 0.5,
+        max_fps: float | None = None,
+        device: str = "auto",
+        video_identifiers: Sequence[str | None] | None = None,
+        status_update_handlers: Sequence[Callable[[StatusUpdate], None]] | None = None,
+        tracker: Any = None,
+        registry: Any = None,
+        show_progress: bool = False,
+        status_interval_s: float = 10.0,
+        model_options: Mapping[str, Any] | None = None,
+        **source_options: Any,
+    ) -> InferencePipeline:
+        """A pipeline that tracks ``class_names`` in every source and calls ``on_prediction``.
+
+        Args:
+            video_reference: a file path, ``rtsp(s)://``, ``rtmp(s)://``, ``http(s)://`` (HLS
+                too) URL, a webcam index or ``/dev/videoN``, ``testpattern[?fps=..&size=WxH]``,
+                or a list of these.
+            class_names: concepts to find, ``["person", "forklift"]`` or ``"person, forklift"``.
+            on_prediction: ``sink(detections: sv.Detections, frame: VideoFrame)``; or a list of
+                sinks, which the pipeline fans out to with ``sinks.multi_sink``, reports their
+                errors as ``SINK_ERROR`` events, and closes when it ends.
+            model: Hub id or local directory; ``facebook/sam3`` loads from
+                ``$SAM3_STREAM_MODEL`` when that is set.
+            threshold: minimum detection score in [0, 1].
+            max_fps: most frames per second processed per source (files wait, live sources
+                drop); None for no cap.
+            device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+            video_identifiers: one name per source (None entries are derived from the
+                reference); unique in the process.
+            status_update_handlers: each called with every ``StatusUpdate``.
+            tracker: an already loaded ``Sam3VideoTracker`` to share between pipelines.
+            registry: a ``tracker.SessionRegistry`` to share (its tracker is used); anything
+                with its ``process(...)`` signature works, e.g. a stand-in model in tests.
+            show_progress: a progress bar on stderr for files, a status line for live sources.
+            status_interval_s: seconds between live status lines (``show_progress``).
+            model_options: ``Sam3VideoConfig`` overrides used when the pipeline loads the model
+                (e.g. ``{"max_num_objects": 8}``).
+            **source_options: ``SourceOptions`` fields (``stall_timeout_s``, ``realtime``...).
+
+        Raises:
+            ConfigError: a bad argument (the message names it).
+            SourceError: a reference that can never work (missing file, unknown scheme...).
+            ModelLoadError: the model cannot be loaded.
+        """
+        refuse_roboflow_only(source_options)
+        return cls._create(
+            video_reference=video_reference,
+            class_names=check_class_names(class_names),
+            on_prediction=on_prediction,
+            model=model,
+            threshold=threshold,
+            max_fps=max_fps,
+            device=device,
+            video_identifiers=video_identifiers,
+            status_update_handlers=status_update_handlers,
+            tracker=tracker,
+            registry=registry,
+            show_progress=show_progress,
+            status_interval_s=status_interval_s,
+            model_options=model_options,
+            source_options=source_options,
+            result=None,
+        )
+
+    @classmethod
+    def init_with_workflow(
+        cls,
+        video_reference: Any,
+        workflow_specification: Mapping[str, Any] | str,
+        on_prediction: Callable[..., Any] | Sequence[Callable[..., Any]],
+        api_key: str | None = None,
+        *,
+        image_input_name: str = "image",
+        workflows_parameters: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> InferencePipeline:
+        """A pipeline running a Roboflow workflow with one ``roboflow_core/sam3_video@v1`` step.
+
+        ``on_prediction(result, frame)`` receives ``{output name: sv.Detections}``. What the
+        workflow may contain is described in ``pipeline.workflow``; anything else is refused
+        with an error naming it.
+
+        Args:
+            video_reference: as for ``init``.
+            workflow_specification: the workflow dict (or JSON text).
+            on_prediction: as for ``init``.
+            api_key: accepted so Roboflow code runs unchanged, and unused: nothing here talks
+                to Roboflow's platform.
+            image_input_name: the workflow input the frames are bound to.
+            workflows_parameters: values for the workflow's parameter inputs.
+            **options: the keyword arguments of ``init`` except ``class_names``, ``threshold``
+                and ``model``, which the workflow's step sets.
+        """
+        del api_key  # see the docstring: accepted for compatibility, deliberately unused
+        refuse_roboflow_only(options)
+        for name in ("class_names", "threshold", "model"):
+            if name in options:
+                raise ConfigError(
+                    f"{name}= is set by the workflow's sam3_video step: change it there"
+                )
+        plan = compile_workflow(
+            workflow_specification,
+            image_input_name=image_input_name,
+            parameters=workflows_parameters,
+        )
+        known = {
+            "max_fps", "device", "video_identifiers", "status_update_handlers", "tracker",
+            "registry", "show_progress", "status_interval_s", "model_options",
+        }  # fmt: skip
+        return cls._create(
+            video_reference=video_reference,
+            class_names=plan.class_names,
+            on_prediction=on_prediction,
+            model=plan.model,
+            threshold=plan.threshold,
+            source_options={k: v for k, v in options.items() if k not in known},
+            result=plan.result,
+            **{k: v for k, v in options.items() if k in known},
+        )
+
+    @classmethod
+    def _create(
+        cls,
+        *,
+        video_reference: Any,
+        class_names: tuple[str, ...],
+        on_prediction: Any,
+        model: str,
+        threshold: float,
+        source_options: Mapping[str, Any],
+        result: Callable[[Any], Any] | None,
+        max_fps: float | None = None,
+        device: str = "auto",
+        video_identifiers: Sequence[str | None] | None = None,
+        status_update_handlers: Any = None,
+        tracker: Any = None,
+        registry: Any = None,
+        show_progress: bool = False,
+        status_interval_s: float = 10.0,
+        model_options: Mapping[str, Any] | None = None,
+    ) -> InferencePipeline:
+        """Check everything cheap first, then make the sources, then load the model (slow)."""
+        threshold = check_threshold_option(threshold)
+        max_fps = check_max_fps(max_fps)
+        device = check_device(device)
+        sink_or_sinks = check_sinks(on_prediction)
+        handlers = check_handlers(status_update_handlers)
+        if not status_interval_s > 0:
+            raise ConfigError(f"status_interval_s must be > 0, got {status_interval_s}")
+        if (
+            tracker is not None
+            and registry is not None
+            and getattr(registry, "tracker", None) is not tracker
+        ):
+            raise ConfigError("give tracker= or registry=, not both (a registry has a tracker)")
+        options = SourceOptions.from_kwargs(**source_options)
+        references = as_references(video_reference)
+        identifiers = claim_identifiers(references, video_identifiers)
+        try:
+            sources = make_sources(references, video_identifiers=identifiers, options=options)
+            if registry is None:
+                if tracker is None:
+                    from tracker import Sam3VideoTracker
+
+                    tracker = Sam3VideoTracker.from_pretrained(
+                        resolve_model(model), device=device, **dict(model_options or {})
+                    )
+                from tracker import SessionRegistry
+
+                registry = SessionRegistry(tracker)
+            loaded = getattr(registry, "tracker", None)
+            return cls(
+                sources=sources,
+                registry=registry,
+                class_names=class_names,
+                threshold=threshold,
+                on_prediction=sink_or_sinks,
+                max_fps=max_fps,
+                status_update_handlers=handlers,
+                show_progress=show_progress,
+                status_interval_s=status_interval_s,
+                model_name=str(getattr(loaded, "name", None) or type(registry).__name__),
+                result=result,
+            )
+        except BaseException:
+            release_identifiers(identifiers)
+            raise
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def state(self) -> PipelineState:
+        with self._lock:
+            return self._state
+
+    @property
+    def video_identifiers(self) -> list[str]:
+        """The identifier of each source, in ``source_id`` order."""
+        return [source.video_identifier for source in self._sources]
+
+    def start(self, use_main_thread: bool = True) -> None:
+        """Start the sources and the loop.
+
+        Args:
+            use_main_thread: call ``on_prediction`` on this thread, blocking until the pipeline
+                ends or ``terminate()`` is called (Roboflow's default). False returns at once
+                and dispatches on a background thread; ``join()`` then waits for the end.
+        """
+        with self._lock:
+            if self._state is not PipelineState.CREATED or self._stop.is_set():
+                raise RuntimeError(f"a pipeline starts once; this one is {self._state.value}")
+            self._state = PipelineState.RUNNING
+            self._started_at = datetime.now(UTC)
+            self._emit(
+                UpdateSeverity.INFO,
+                EventType.PIPELINE_STARTED,
+                {"video_identifiers": self.video_identifiers, "model": self._model_name},
+            )
+            for source in self._sources:
+                source.start()
+            if self._show_progress:
+                self._progress = ProgressReporter(self.status, live_every_s=self._status_interval_s)
+                self._progress.start()
+            self._inference_thread = threading.Thread(
+                target=self._inference_loop, name="inference", daemon=True
+            )
+            self._inference_thread.start()
+            if not use_main_thread:
+                self._dispatch_thread = threading.Thread(
+                    target=self._dispatch_loop, name="dispatch", daemon=True
+                )
+                self._dispatch_thread.start()
+        if use_main_thread:
+            self._dispatch_loop()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until the pipeline has ended (every source finished) or was terminated.
+
+        Returns True when it has, False when ``timeout`` passed first. A pipeline never
+        started has nothing to wait for.
+        """
+        with self._lock:
+            if self._state is PipelineState.CREATED and not self._stop.is_set():
+                return True
+        return self._finished.wait(timeout)
+
+    def terminate(self) -> None:
+        """Stop everything and return promptly, in every state (also while connecting).
+
+        Sources are stopped, results not yet dispatched are dropped, a frame inside the model is
+        left to finish on its own (its result is discarded), and sinks the pipeline owns (a list
+        given as ``on_prediction``) are flushed and closed. Idempotent.
+        """
+        with self._lock:
+            self._stop.set()
+        self._dispatch.stop()
+        for source in self._sources:
+            source.stop(timeout=0)
+        self._reader.notifier.notify()
+        deadline = time.monotonic() + _STOP_WAIT_S
+        for source in self._sources:
+            source.join(max(0.0, deadline - time.monotonic()))
+        for thread in (self._inference_thread, self._dispatch_thread):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
+        self._finish()
+
+    # ------------------------------------------------------------------ controls
+
+    def pause_stream(self, source_id: int | None = None) -> None:
+        """Stop decoding (all sources, or one); live sources release their camera meanwhile."""
+        for source in self._select(source_id):
+            source.pause()
+
+    def mute_stream(self, source_id: int | None = None) -> None:
+        """Keep decoding but discard frames (all sources, or one); live sources stay connected."""
+        for source in self._select(source_id):
+            source.mute()
+
+    def resume_stream(self, source_id: int | None = None) -> None:
+        """Undo ``pause_stream`` / ``mute_stream``."""
+        for source in self._select(source_id):
+            source.resume()
+
+    def set_class_names(self, class_names: str | Sequence[str]) -> None:
+        """Track other concepts from the next frame on.
+
+        Each source's session is reseeded on its next frame (the tracker's "class names
+        changed" rule); tracker ids continue above the old ones.
+        """
+        names = check_class_names(class_names)
+        with self._lock:
+            old, self._class_names = self._class_names, names
+        if names != old:
+            self._emit(
+                UpdateSeverity.INFO,
+                EventType.SETTINGS_CHANGED,
+                {"class_names": list(names), "previous": list(old)},
+            )
+
+    def set_threshold(self, threshold: float) -> None:
+        """Filter detections at ``threshold`` from the next frame on (no reseed)."""
+        value = check_threshold_option(threshold)
+        with self._lock:
+            old, self._threshold = self._threshold, value
+        if value != old:
+            self._emit(
+                UpdateSeverity.INFO,
+                EventType.SETTINGS_CHANGED,
+                {"threshold": value, "previous": old},
+            )
+
+    def report_sink_error(self, sink_name: str, error: BaseException) -> None:
+        """Count a sink failure and emit ``SINK_ERROR``.
+
+        The pipeline calls it for sinks it fans out to and for exceptions from
+        ``on_prediction``; give it as ``multi_sink(..., on_error=...)`` for a fan-out built by
+        hand.
+        """
+        with self._lock:
+            self._sink_errors += 1
+            total = self._sink_errors
+        self._emit(
+            UpdateSeverity.ERROR,
+            EventType.SINK_ERROR,
+            {
+                "sink": redact(sink_name),
+                "error": redact(error),
+                "error_type": type(error).__name__,
+                "sink_errors": total,
+            },
+            context=f"sink/{redact(sink_name)}",
+        )
+
+    # ------------------------------------------------------------------ status
+
+    def status(self) -> dict[str, Any]:
+        """A JSON-ready snapshot: the pipeline, then each source (state, epoch, fps, counters,
+        latency p50/p95/max per stage in seconds), then each sink's counters when known."""
+        now = time.monotonic()
+        with self._lock:
+            state, names, threshold = self._state, self._class_names, self._threshold
+            sink_errors = self._sink_errors
+        sources = []
+        for source in self._sources:
+            entry = source.stats().to_dict()
+            entry["total_frames"] = getattr(source, "total_frames", None)
+            entry.update(self._metrics[source.source_id].to_dict(now))
+            sources.append(entry)
+        result: dict[str, Any] = {
+            "state": state.value,
+            "model": redact(self._model_name),
+            "class_names": list(names),
+            "threshold": threshold,
+            "max_fps": self._max_fps,
+            "started_at": self._started_at.isoformat() if self._started_at else None,
+            "frames_processed": sum(s["frames_processed"] for s in sources),
+            "inference_errors": sum(s["inference_errors"] for s in sources),
+            "sink_errors": sink_errors,
+            "sources": sources,
+        }
+        sink_stats = getattr(self._on_prediction, "stats", None)
+        if callable(sink_stats):
+            try:
+                counters = sink_stats()
+                result["sinks"] = {
+                    redact(name): asdict(value) if is_dataclass(value) else value
+                    for name, value in counters.items()
+                }
+            except Exception:
+                logger.debug("sink stats unavailable", exc_info=True)
+        return result
+
+    # ------------------------------------------------------------------ internals
+
+    def _select(self, source_id: int | None) -> list[VideoSource]:
+        if source_id is None:
+            return list(self._sources)
+        if not isinstance(source_id, int) or not 0 <= source_id < len(self._sources):
+            raise ConfigError(
+                f"source_id {source_id!r} does not exist: this pipeline has sources "
+                f"0..{len(self._sources) - 1}"
+            )
+        return [self._sources[source_id]]
+
+    def _inference_loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                frame = self._reader.read(timeout=_IDLE_WAKE_S)
+                if frame is not None and not self._stop.is_set():
+                    self._infer(frame)
+                elif frame is None and self._reader.exhausted:
+                    break
+                self._report_drops()
+            self._report_drops(force=True)
+        except Exception:  # a bug here must end the pipeline visibly, not hang it
+            logger.exception("the inference loop crashed")
+        finally:
+            self._close_sessions()
+            release_identifiers(self.video_identifiers)
+            self._dispatch.close()
+
+    def _infer(self, frame: Any) -> None:
+        source = self._sources[frame.source_id]
+        metrics = self._metrics[frame.source_id]
+        timing = source.frame_timing(frame.frame_id)
+        grabbed_at = timing.grabbed_at if timing is not None else time.monotonic()
+        if timing is not None and timing.decode_s is not None:
+            metrics.latency["decode"].add(timing.decode_s)
+        with self._lock:
+            names, threshold = self._class_names, self._threshold
+        started = time.perf_counter()
+        try:
+            detections = self._registry.process(
+                frame.image,  # (H, W, 3) uint8 BGR
+                video_identifier=frame.video_identifier,
+                frame_id=frame.frame_id,
+                class_names=names,
+                threshold=threshold,
+                epoch=frame.epoch,
+            )
+        except Exception as error:
+            self._inference_failed(frame, metrics, error)
+            return
+        metrics.latency["inference"].add(time.perf_counter() - started)
+        metrics.processed(frame.frame_id, time.monotonic())
+        dispatch = Dispatch(self._result(detections), frame, grabbed_at, live=source.is_live)
+        dropped = self._dispatch.put(dispatch)
+        if dropped is not None and not self._stop.is_set():
+            self._metrics[dropped.frame.source_id].dispatch_dropped += 1
+
+    def _inference_failed(self, frame: Any, metrics: SourceMetrics, error: Exception) -> None:
+        metrics.inference_errors += 1
+        message = redact(error)
+        suppressed = self._error_log.allow()
+        if suppressed is not None:
+            # A model failure is expected to happen now and then; anything else is a bug.
+            logger.error(
+                "inference failed on frame %d of %s (%d similar errors suppressed): %s",
+                frame.frame_id,
+                frame.video_identifier,
+                suppressed,
+                message,
+                exc_info=None if isinstance(error, InferenceError | ValueError) else error,
+            )
+        self._emit(
+            UpdateSeverity.ERROR,
+            EventType.INFERENCE_ERROR,
+            {
+                "source_id": frame.source_id,
+                "video_identifier": frame.video_identifier,
+                "frame_id": frame.frame_id,
+                "epoch": frame.epoch,
+                "error": message,
+                "error_type": type(error).__name__,
+                "inference_errors": metrics.inference_errors,
+            },
+            context=f"source/{frame.source_id}",
+        )
+
+    def _report_drops(self, force: bool = False) -> None:
+        """One ``FRAMES_DROPPED`` event per source and second at most: a 30 fps camera on a
+        5 fps model drops 25 frames a second, which must not become 25 events."""
+        now = time.monotonic()
+        if not force and now < self._next_drops_report:
+            return
+        self._next_drops_report = now + _DROPS_REPORT_EVERY_S
+        for source in self._sources:
+            metrics = self._metrics[source.source_id]
+            total = source.stats().frames_dropped + metrics.dispatch_dropped
+            if total > metrics.drops_reported:
+                delta, metrics.drops_reported = total - metrics.drops_reported, total
+                self._emit(
+                    UpdateSeverity.DEBUG,
+                    EventType.FRAMES_DROPPED,
+                    {
+                        "source_id": source.source_id,
+                        "video_identifier": source.video_identifier,
+                        "dropped": delta,
+                        "frames_dropped": total,
+                    },
+                    context=f"source/{source.source_id}",
+                )
+
+    def _dispatch_loop(self) -> None:
+        try:
+            while (item := self._dispatch.get()) is not None:
+                self._deliver(item)
+        finally:
+            self._finish()
+
+    def _deliver(self, item: Dispatch) -> None:
+        started = time.perf_counter()
+        try:
+            self._on_prediction(item.result, item.frame)
+        except Exception as error:
+            self.report_sink_error(sink_name(self._on_prediction), error)
+        metrics = self._metrics[item.frame.source_id]
+        metrics.latency["sinks"].add(time.perf_counter() - started)
+        metrics.latency["end_to_end"].add(time.monotonic() - item.grabbed_at)
+
+    def _on_source_state(self, change: SourceStateChange) -> None:
+        severity = {
+            SourceState.ERROR: UpdateSeverity.ERROR,
+            SourceState.RECONNECTING: UpdateSeverity.WARNING,
+        }.get(change.new, UpdateSeverity.INFO)
+        self._emit(
+            severity,
+            EventType.SOURCE_STATE_CHANGED,
+            {
+                "source_id": change.source_id,
+                "video_identifier": change.video_identifier,
+                "reference": change.reference,
+                "old": change.old.value if change.old else None,
+                "new": change.new.value,
+                "epoch": change.epoch,
+                "reason": change.reason,
+            },
+            context=f"source/{change.source_id}",
+        )
+
+    def _emit(
+        self,
+        severity: UpdateSeverity,
+        event_type: EventType,
+        payload: dict[str, Any],
+        context: str = "inference_pipeline",
+    ) -> None:
+        update = StatusUpdate.now(severity, event_type.value, payload, context)
+        for handler in self._handlers:
+            try:
+                handler(update)
+            except Exception:
+                logger.exception("status update handler %r failed", handler)
+
+    def _close_sessions(self) -> None:
+        """Free the model memory of this pipeline's streams (the registry may be shared)."""
+        close = getattr(self._registry, "close", None)
+        if not callable(close):
+            return
+        for video_identifier in self.video_identifiers:
+            try:
+                close(video_identifier)
+            except Exception:
+                logger.exception("closing the session of %s failed", video_identifier)
+
+    def _finish(self) -> None:
+        """Wind down once, whoever gets here first: the dispatcher at the end, or terminate()."""
+        with self._lock:
+            if self._finishing_thread is not None:
+                waiter = self._finishing_thread is not threading.current_thread()
+            else:
+                self._finishing_thread = threading.current_thread()
+                waiter = None
+        if waiter is not None:
+            if waiter:
+                self._finished.wait(timeout=30.0)
+            return
+        try:
+            self._wind_down()
+        finally:
+            self._finished.set()
+
+    def _wind_down(self) -> None:
+        inference = self._inference_thread
+        if inference is not None and inference is not threading.current_thread():
+            inference.join(_STOP_WAIT_S)
+        for source in self._sources:
+            source.stop(timeout=0)
+        deadline = time.monotonic() + _STOP_WAIT_S
+        for source in self._sources:
+            source.join(max(0.0, deadline - time.monotonic()))
+        if inference is None:  # never started: the loop that releases them never ran
+            release_identifiers(self.video_identifiers)
+        if self._fan_out is not None:
+            self._fan_out.close()
+        if self._progress is not None:
+            self._progress.stop()
+        with self._lock:
+            terminated = self._stop.is_set()
+            self._state = PipelineState.TERMINATED if terminated else PipelineState.ENDED
+        summary = self.status()
+        self._emit(
+            UpdateSeverity.INFO,
+            EventType.PIPELINE_TERMINATED if terminated else EventType.PIPELINE_ENDED,
+            {
+                "frames_processed": summary["frames_processed"],
+                "inference_errors": summary["inference_errors"],
+                "sink_errors": summary["sink_errors"],
+            },
+        )

@@ -1,0 +1,86 @@
+"""API key check on all endpoints but ``/healthz``: ``Authorization: Bearer KEY`` or ``?api_key=``.
+
+``?api_key=`` is how Roboflow's API takes a key, so clients written for it work unchanged; a header
+is better (query strings end up in proxy logs), and the service itself never logs query strings.
+The comparison is constant-time (``hmac.compare_digest``) so response timing leaks nothing about
+the key. It is an ASGI middleware rather than a FastAPI dependency so that nothing is missed: the
+OpenAPI document, the pages, SSE and WebRTC signalling all sit behind it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Iterable
+from urllib.parse import parse_qsl
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
+
+OPEN_PATHS = frozenset({"/healthz"})
+"""Paths served without a key: liveness probes (Docker, Kubernetes) carry no credentials."""
+
+UNAUTHORIZED_MESSAGE = (
+    "missing or wrong API key: send 'Authorization: Bearer KEY' or add '?api_key=KEY' to the URL"
+)
+
+
+def supplied_key(headers: Iterable[tuple[bytes, bytes]], query_string: bytes) -> str | None:
+    """The key a request carries: the Bearer token first, else the ``api_key`` query parameter."""
+    for name, value in headers:
+        if name.lower() == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if name == "api_key" and value:
+            return value
+    return None
+
+
+def key_matches(supplied: str | None, expected: str) -> bool:
+    """Constant-time comparison; a missing key never matches."""
+    if supplied is None:
+        return False
+    return hmac.compare_digest(supplied.encode("utf-8"), expected.encode("utf-8"))
+
+
+class ApiKeyMiddleware:
+    """Answer 401 to any HTTP request without the right key, except ``OPEN_PATHS``.
+
+    Args:
+        app: the ASGI app to protect.
+        api_key: the key; None or empty turns the check off.
+    """
+
+    def __init__(self, app: ASGIApp, api_key: str | None) -> None:
+        self.app = app
+        self.api_key = api_key or None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            self.api_key is None
+            or scope["type"] != "http"
+            or scope.get("path") in OPEN_PATHS
+            or key_matches(
+                supplied_key(scope.get("headers", []), scope.get("query_string", b"")),
+                self.api_key,
+            )
+        ):
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps({"detail": UNAUTHORIZED_MESSAGE}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b'Bearer realm="sam3-stream"'),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

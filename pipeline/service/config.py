@@ -1,0 +1,74 @@
+"""The YAML file of ``sam3-stream serve --config``: streams that start at boot.
+
+A camera site lists its cameras here; they start every time the server does, are not written to
+the SQLite store, and can still be patched, paused or deleted over the API for the life of the
+process. Example::
+
+    streams:
+      - id: dock-door
+        source: rtsp://viewer:secret@10.0.0.7:554/stream1
+        classes: [person, forklift]
+        threshold: 0.4
+        max_fps: 5
+        sinks: ["jsonl:/var/log/sam3/dock-door.jsonl"]
+
+Every field is validated (pydantic) before the server starts; a bad one stops ``serve`` with one
+line naming it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline.errors import ConfigError
+from pipeline.redact import redact
+from pipeline.service.models import ConfiguredStream
+
+logger = logging.getLogger(__name__)
+
+
+class ServeConfig(BaseModel):
+    """The whole config file: a list of streams with unique ids."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    streams: list[ConfiguredStream] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> ServeConfig:
+        seen: set[str] = set()
+        for stream in self.streams:
+            if stream.id in seen:
+                raise ValueError(f"stream id {stream.id!r} appears twice; ids must be unique")
+            seen.add(stream.id)
+        return self
+
+
+def load_serve_config(path: str | Path) -> ServeConfig:
+    """Read and validate a config file.
+
+    Raises:
+        ConfigError: unreadable file, bad YAML, or a field that does not validate; the message is
+            one line naming the file and the field (``streams.0.threshold``).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read config {str(path)!r}: {error.strerror or error}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config {str(path)!r} is not valid YAML: {error}") from None
+    if data is None:
+        data = {}
+    try:
+        return ServeConfig.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        location = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise ConfigError(f"config {str(path)!r}: {location}: {redact(first['msg'])}") from None

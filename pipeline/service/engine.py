@@ -1,0 +1,121 @@
+"""The one model of the server: loaded once, in the background, shared by every stream.
+
+Loading ``facebook/sam3`` takes long enough that the HTTP server should already answer
+``/healthz`` meanwhile (a container is alive) while ``/readyz`` says it is not ready yet; streams
+cannot start before the model is there. One ``Sam3VideoTracker`` and one ``SessionRegistry`` serve
+every stream: the model runs one frame at a time, and each stream has its own session keyed by its
+``video_identifier``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from pipeline.redact import redact
+from pipeline.service.errors import ModelNotReadyError
+from tracker import SessionRegistry
+
+logger = logging.getLogger(__name__)
+
+TrackerLoader = Callable[[], Any]
+"""Returns a loaded ``Sam3VideoTracker`` (or a stand-in with the same interface)."""
+
+
+class ModelEngine:
+    """Holds the tracker and the registry once loaded; says whether it is ready and why not.
+
+    Args:
+        loader: loads the tracker; called once, on the thread that calls ``load``.
+        model_name: how ``/readyz`` names the model.
+        max_sessions: sessions the registry keeps open (at least the stream limit).
+
+    Examples:
+        >>> engine = ModelEngine.from_tracker(object(), model_name="stand-in")
+        >>> engine.ready
+        True
+    """
+
+    def __init__(self, loader: TrackerLoader, *, model_name: str, max_sessions: int = 64) -> None:
+        self.model_name = model_name
+        self._loader = loader
+        self._max_sessions = max_sessions
+        self._loaded = threading.Event()
+        self._tracker: Any = None
+        self._registry: SessionRegistry | None = None
+        self.error: str | None = None
+
+    @classmethod
+    def from_tracker(
+        cls, tracker: Any, *, model_name: str = "sam3", max_sessions: int = 64
+    ) -> ModelEngine:
+        """An engine around an already loaded tracker (tests, embedding)."""
+        engine = cls(lambda: tracker, model_name=model_name, max_sessions=max_sessions)
+        engine.load()
+        return engine
+
+    @property
+    def ready(self) -> bool:
+        return self._loaded.is_set() and self.error is None
+
+    @property
+    def tracker(self) -> Any:
+        self.require_ready()
+        return self._tracker
+
+    @property
+    def registry(self) -> SessionRegistry:
+        self.require_ready()
+        assert self._registry is not None
+        return self._registry
+
+    def require_ready(self) -> None:
+        """Raise ``ModelNotReadyError`` (503) until the model is loaded."""
+        if self.error is not None:
+            raise ModelNotReadyError(f"the model failed to load: {self.error}")
+        if not self._loaded.is_set():
+            raise ModelNotReadyError(
+                f"the model {self.model_name!r} is still loading: retry when GET /readyz says ready"
+            )
+
+    def load(self) -> bool:
+        """Load the tracker (blocking); False if it failed, with the reason in ``error``."""
+        if self._loaded.is_set():
+            return self.error is None
+        try:
+            tracker = self._loader()
+        except Exception as error:
+            self.error = redact(error)
+            logger.error("loading model %s failed: %s", self.model_name, self.error)
+        else:
+            self._tracker = tracker
+            self._registry = SessionRegistry(tracker, max_sessions=self._max_sessions)
+            logger.info("model %s loaded", self.model_name)
+        self._loaded.set()
+        return self.error is None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until loading finished (either way); False on timeout."""
+        return self._loaded.wait(timeout)
+
+    def live_sessions(self) -> int:
+        return len(self._registry) if self._registry is not None else 0
+
+    def session_bytes(self) -> dict[str, int]:
+        """Approximate bytes held per open session, by video_identifier."""
+        registry = self._registry
+        if registry is None:
+            return {}
+        held = {}
+        for video_identifier in registry.identifiers():
+            try:
+                held[video_identifier] = registry.stats(video_identifier).bytes_held
+            except KeyError:  # closed between the listing and the lookup
+                continue
+        return held
+
+    def close(self) -> None:
+        if self._registry is not None:
+            self._registry.close_all()

@@ -1,0 +1,213 @@
+"""``GET /metrics``: Prometheus text for every stream, the model's sessions and the live clients.
+
+Counters and gauges are read at scrape time from what already counts them (each pipeline's
+``status()``, the registry's ``SessionStats``, the event hubs), so nothing is counted twice and a
+deleted stream simply disappears from the next scrape. The one thing observed per frame is the
+frame-age histogram: wall clock at dispatch minus the frame's grab time, for live sources (a file's
+timestamps are PTS-derived, not a grab time). Each app has its own ``CollectorRegistry``, so several
+apps in one process (tests) do not collide.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "sam3_stream"
+FRAME_AGE_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
+"""Seconds from grab to dispatch: a live camera should sit in the first few buckets."""
+
+_SOURCE_COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    # metric name: (help, the per-source status keys it sums)
+    "frames_decoded": ("Frames decoded by the stream's sources.", ("frames_decoded",)),
+    "frames_processed": ("Frames run through the model.", ("frames_processed",)),
+    "frames_dropped": (
+        "Frames dropped: stale live frames, pauses, max_fps, results the sinks fell behind on.",
+        ("frames_dropped", "dispatch_dropped"),
+    ),
+    "reconnects": ("Successful reconnects of the stream's sources.", ("reconnects",)),
+    "inference_errors": ("Frames the model failed on.", ("inference_errors",)),
+}
+
+
+@dataclass(frozen=True)
+class StreamSnapshot:
+    """What the metrics read about one stream at scrape time.
+
+    Attributes:
+        sources: the per-source entries of the pipeline's ``status()``.
+        sse_clients / sse_dropped: connected event clients and the events dropped for them.
+        webrtc_viewers: open peer connections.
+    """
+
+    stream_id: str
+    sources: list[Mapping[str, Any]]
+    sse_clients: int = 0
+    sse_dropped: int = 0
+    webrtc_viewers: int = 0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def latency_quantiles(source: Mapping[str, Any]) -> Iterator[tuple[str, str, float]]:
+    """``(stage, quantile, seconds)`` from a source's ``latency_s`` entry.
+
+    The pipeline reports ``latency_s`` as ``{stage: {"p50": s, "p95": s, "max": s, "count": n}}``
+    (``pipeline.status``); the percentiles become ``quantile="0.5"`` / ``"0.95"`` samples.
+    """
+    latency = source.get("latency_s")
+    if not isinstance(latency, Mapping):
+        return
+    for stage, values in latency.items():
+        if not isinstance(values, Mapping):
+            continue
+        for key, value in values.items():
+            number = _number(value)
+            if number is None or not str(key).startswith("p") or not str(key)[1:].isdigit():
+                continue
+            yield str(stage), str(int(str(key)[1:]) / 100), number
+
+
+class _ServiceCollector(Collector):
+    def __init__(
+        self, snapshots: Callable[[], Iterable[StreamSnapshot]], sessions: Callable[[], Any]
+    ) -> None:
+        self._snapshots = snapshots
+        self._sessions = sessions
+
+    def collect(self) -> Iterator[Metric]:
+        snapshots = list(self._snapshots())
+        counters = {
+            name: CounterMetricFamily(f"{PREFIX}_{name}", help_text, labels=["stream"])
+            for name, (help_text, _) in _SOURCE_COUNTERS.items()
+        }
+        epoch = GaugeMetricFamily(
+            f"{PREFIX}_epoch",
+            "Current epoch of the stream (reconnects and restarts).",
+            labels=["stream"],
+        )
+        state = GaugeMetricFamily(
+            f"{PREFIX}_source_state",
+            "1 for the state each source is in.",
+            labels=["stream", "state"],
+        )
+        latency = GaugeMetricFamily(
+            f"{PREFIX}_latency_seconds",
+            "Latency percentiles per stage, as the pipeline measures them.",
+            labels=["stream", "stage", "quantile"],
+        )
+        sse_clients = GaugeMetricFamily(
+            f"{PREFIX}_sse_clients", "Connected Server-Sent Events clients.", labels=["stream"]
+        )
+        sse_dropped = CounterMetricFamily(
+            f"{PREFIX}_sse_events_dropped",
+            "Events dropped for slow SSE clients still connected.",
+            labels=["stream"],
+        )
+        viewers = GaugeMetricFamily(
+            f"{PREFIX}_webrtc_viewers", "Open WebRTC peer connections.", labels=["stream"]
+        )
+        for snapshot in snapshots:
+            stream = snapshot.stream_id
+            totals = dict.fromkeys(_SOURCE_COUNTERS, 0.0)
+            epochs = []
+            for source in snapshot.sources:
+                for name, (_, keys) in _SOURCE_COUNTERS.items():
+                    totals[name] += sum(_number(source.get(key)) or 0.0 for key in keys)
+                if (value := _number(source.get("epoch"))) is not None:
+                    epochs.append(value)
+                if source.get("state") is not None:
+                    state.add_metric([stream, str(source["state"])], 1.0)
+                for stage, quantile, seconds in latency_quantiles(source):
+                    latency.add_metric([stream, stage, quantile], seconds)
+            for name, value in totals.items():
+                counters[name].add_metric([stream], value)
+            epoch.add_metric([stream], max(epochs, default=0.0))
+            sse_clients.add_metric([stream], snapshot.sse_clients)
+            sse_dropped.add_metric([stream], snapshot.sse_dropped)
+            viewers.add_metric([stream], snapshot.webrtc_viewers)
+        streams = GaugeMetricFamily(f"{PREFIX}_streams", "Streams managed by the server.")
+        streams.add_metric([], len(snapshots))
+        yield streams
+        yield from counters.values()
+        yield from (epoch, state, latency, sse_clients, sse_dropped, viewers)
+        yield from self._session_metrics()
+
+    def _session_metrics(self) -> Iterator[Metric]:
+        live, held = self._sessions()
+        sessions = GaugeMetricFamily(f"{PREFIX}_sessions_live", "Open tracker sessions.")
+        sessions.add_metric([], live)
+        session_bytes = GaugeMetricFamily(
+            f"{PREFIX}_session_bytes_held",
+            "Approximate bytes of tensors held per tracker session.",
+            labels=["video_identifier"],
+        )
+        for video_identifier, value in sorted(held.items()):
+            session_bytes.add_metric([video_identifier], value)
+        total = GaugeMetricFamily(
+            f"{PREFIX}_session_bytes_held_total", "Approximate bytes held by all sessions."
+        )
+        total.add_metric([], sum(held.values()))
+        yield from (sessions, session_bytes, total)
+
+
+class ServiceMetrics:
+    """The service's Prometheus registry; ``observe_frame`` is the only per-frame call.
+
+    Examples:
+        >>> metrics = ServiceMetrics()
+        >>> metrics.bind(lambda: [], lambda: (0, {}))
+        >>> b"sam3_stream_streams 0.0" in metrics.render()
+        True
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.frame_age = Histogram(
+            f"{PREFIX}_frame_age_seconds",
+            "Seconds from grab to dispatch of live frames (end-to-end latency).",
+            labelnames=["stream"],
+            buckets=FRAME_AGE_BUCKETS,
+            registry=self.registry,
+        )
+
+    def bind(
+        self,
+        snapshots: Callable[[], Iterable[StreamSnapshot]],
+        sessions: Callable[[], tuple[int, dict[str, int]]],
+    ) -> None:
+        """Read streams from ``snapshots()`` and session figures from ``sessions()``."""
+        self.registry.register(_ServiceCollector(snapshots, sessions))
+
+    def observe_frame(self, stream_id: str, frame: Any) -> None:
+        if getattr(frame, "comes_from_video_file", True):
+            return
+        timestamp = getattr(frame, "frame_timestamp", None)
+        if timestamp is None:
+            return
+        now = datetime.now(UTC) if timestamp.tzinfo is not None else datetime.now()
+        age = (now - timestamp).total_seconds()
+        self.frame_age.labels(stream=stream_id).observe(max(0.0, age))
+
+    def forget(self, stream_id: str) -> None:
+        """Drop a deleted stream's histogram series."""
+        with contextlib.suppress(KeyError):
+            self.frame_age.remove(stream_id)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,199 @@
+"""Request and response bodies of the HTTP service, and the stream definition it stores.
+
+``StreamSpec`` is what defines a stream: the body of ``POST /streams``, the row kept in SQLite, and
+(with an ``id``) an entry of the YAML config. Validation lives here, so a bad field is a 422 that
+names it before anything is started. Unknown fields are refused (``extra="forbid"``): a typo such as
+``treshold`` must not silently fall back to the default.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pipeline.redact import redact
+
+STREAM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+"""Stream ids and video identifiers: safe in URLs, file names and Prometheus labels."""
+
+ClassName = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def normalise_classes(value: Any) -> Any:
+    """Accept a list or a comma-separated string (as the tracker does); strip, drop empty, dedupe.
+
+    Normalised here as well as in the tracker so that what the API stores and reports is exactly
+    the list the tracker uses, and an all-blank list is a 422 instead of a stream that never
+    detects anything.
+    """
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list):
+        return value
+    names: list[Any] = []
+    for name in value:
+        if isinstance(name, str):
+            name = name.strip()
+            if not name or name in names:
+                continue
+        names.append(name)
+    return names
+
+
+class SourceOptionsBody(BaseModel):
+    """The source tuning a client may set (``pipeline.sources.SourceOptions``, a safe subset).
+
+    Attributes:
+        realtime: files only: pace the file like a live camera (drops frames if the model is slow).
+        stall_timeout_s: live sources: seconds without a frame before reconnecting.
+        open_timeout_s: live sources: longest wait for a connection to open.
+        max_reconnect_attempts: live sources: give up after this many failures in a row
+            (absent: retry forever).
+        rtsp_transport: ``tcp`` (default) or ``udp``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    realtime: bool | None = None
+    stall_timeout_s: float | None = Field(default=None, gt=0, le=3600)
+    open_timeout_s: float | None = Field(default=None, gt=0, le=3600)
+    max_reconnect_attempts: int | None = Field(default=None, ge=0, le=1_000_000)
+    rtsp_transport: Literal["tcp", "udp"] | None = None
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The fields that were set, as ``InferencePipeline.init(**source_options)`` takes them."""
+        return self.model_dump(exclude_none=True)
+
+
+class StreamSpec(BaseModel):
+    """What a stream is: one source, the concepts to find in it, and where results go.
+
+    Attributes:
+        source: file path, ``rtsp(s)://``, ``rtmp://``, ``http(s)://`` URL, camera index or
+            ``testpattern``. Credentials in URLs are kept (the source needs them) but never shown.
+        classes: the concepts to segment and track, e.g. ``["person", "forklift"]``.
+        threshold: minimum detection confidence, in [0, 1].
+        max_fps: cap on frames processed per second (files wait, live sources drop).
+        sinks: extra outputs, as ``sam3-stream run --sink`` takes them (``jsonl:PATH``,
+            ``video:PATH``, ``webhook:URL``, ``udp:HOST:PORT``); ``screen`` is refused on a server.
+        video_identifier: the tracker session name; defaults to the stream id.
+        source_options: source tuning (see ``SourceOptionsBody``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(min_length=1, max_length=4096, examples=["rtsp://127.0.0.1:8554/cam"])
+    classes: Annotated[list[ClassName], Field(min_length=1, max_length=64)] = Field(
+        examples=[["person", "forklift"]]
+    )
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    max_fps: float | None = Field(default=None, gt=0, le=1000)
+    sinks: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
+        default_factory=list, max_length=16
+    )
+    video_identifier: str | None = Field(default=None, pattern=STREAM_ID_PATTERN)
+    source_options: SourceOptionsBody | None = None
+
+    _normalise_classes = field_validator("classes", mode="before")(normalise_classes)
+
+    @field_validator("source")
+    @classmethod
+    def _source_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("source must not be blank: give a file path, URL or camera index")
+        return value.strip()
+
+
+class ConfiguredStream(StreamSpec):
+    """A stream of the YAML config: a ``StreamSpec`` with the id the operator chose."""
+
+    id: str = Field(pattern=STREAM_ID_PATTERN)
+
+
+class StreamPatch(BaseModel):
+    """``PATCH /streams/{id}``: change what a running stream looks for.
+
+    A class change reseeds the tracker on the next frame (DESIGN.md); tracker ids continue above
+    every id the stream emitted before.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    classes: Annotated[list[ClassName], Field(min_length=1, max_length=64)] | None = None
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+
+    _normalise_classes = field_validator("classes", mode="before")(normalise_classes)
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> StreamPatch:
+        if self.classes is None and self.threshold is None:
+            raise ValueError("give classes, threshold or both")
+        return self
+
+
+class StreamInfo(BaseModel):
+    """One stream as the API shows it: its definition (credentials redacted) and live status.
+
+    Attributes:
+        status: the pipeline's ``status()`` (per source: state, epoch, fps, frame counters,
+            reconnects, latency percentiles), credentials redacted.
+    """
+
+    id: str
+    source: str
+    classes: list[str]
+    threshold: float
+    max_fps: float | None
+    sinks: list[str]
+    video_identifier: str
+    source_options: dict[str, Any]
+    origin: Literal["api", "config"]
+    paused: bool
+    created_at: datetime
+    status: dict[str, Any]
+
+    @classmethod
+    def redacted(cls, **fields: Any) -> StreamInfo:
+        """Build the public view: every string that may hold a URL goes through ``redact``."""
+        fields["source"] = redact(fields["source"])
+        fields["sinks"] = [redact(sink) for sink in fields["sinks"]]
+        return cls(**fields)
+
+
+class StreamList(BaseModel):
+    streams: list[StreamInfo]
+
+
+class WebRTCOffer(BaseModel):
+    """A browser's SDP offer (``RTCSessionDescription`` as JSON); it must receive video."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sdp: str = Field(min_length=1, max_length=100_000)
+    type: Literal["offer"]
+
+
+class WebRTCAnswer(BaseModel):
+    sdp: str
+    type: Literal["answer"] = "answer"
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    """``/readyz``: whether the model is loaded and boot streams were started."""
+
+    ready: bool
+    model: str
+    error: str | None = None
+    streams: int
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: ``detail`` is a message, or for 422 a list naming each bad field."""
+
+    detail: str | list[dict[str, Any]]

@@ -1,0 +1,290 @@
+"""The part of Roboflow's workflow JSON that sam3-stream runs: one ``sam3_video`` step.
+
+``InferencePipeline.init_with_workflow`` accepts the specification of the SAM3 video example in
+Roboflow's docs::
+
+    {
+        "version": "1.0",
+        "inputs": [{"type": "InferenceImage", "name": "image"}],
+        "steps": [{
+            "type": "roboflow_core/sam3_video@v1",
+            "name": "sam3",
+            "images": "$inputs.image",
+            "class_names": ["person", "forklift"],   # or "person, forklift"
+            "model_id": "sam3video",
+            "threshold": 0.5,
+        }],
+        "outputs": [
+            {"type": "JsonField", "name": "predictions", "selector": "$steps.sam3.predictions"}
+        ],
+    }
+
+What is supported, in one place (anything else is refused with a ``WorkflowError`` naming it):
+
+- inputs: one image input (``InferenceImage`` / ``WorkflowImage``) named ``image_input_name``;
+  parameters (``InferenceParameter`` / ``WorkflowParameter``, with an optional
+  ``default_value``) that the step's ``class_names``, ``threshold`` and ``model_id`` may name as
+  ``$inputs.<name>``, their values given by ``workflows_parameters``; ``WorkflowVideoMetadata``
+  inputs are accepted and unused (every frame carries its metadata anyway).
+- steps: exactly one ``roboflow_core/sam3_video@v1`` step with ``tracking_mode`` "concept" (text
+  prompts). ``model_id`` ``sam3video`` (the default) and ``facebook/sam3`` mean
+  ``facebook/sam3``; a local directory holding a SAM3 video checkpoint is taken as it is.
+- outputs: ``JsonField`` outputs selecting ``$steps.<step>.predictions``; ``on_prediction``
+  receives ``{output name: sv.Detections}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import supervision as sv
+
+from pipeline.errors import ConfigError
+from pipeline.weights import REAL_MODEL
+from tracker.inputs import check_threshold, normalise_class_names
+
+SAM3_VIDEO_BLOCK = "roboflow_core/sam3_video@v1"
+MODEL_ALIASES = {"sam3video": REAL_MODEL, REAL_MODEL: REAL_MODEL}
+IMAGE_INPUT_TYPES = ("InferenceImage", "WorkflowImage")
+PARAMETER_INPUT_TYPES = ("InferenceParameter", "WorkflowParameter")
+IGNORED_INPUT_TYPES = ("WorkflowVideoMetadata",)
+_STEP_FIELDS = {"type", "name", "images", "class_names", "threshold", "model_id", "tracking_mode"}
+_OUTPUT_FIELDS = {"type", "name", "selector", "coordinates_system"}
+_DEFAULT_THRESHOLD = 0.5
+
+
+class WorkflowError(ConfigError):
+    """The workflow specification uses something sam3-stream does not run."""
+
+
+@dataclass(frozen=True)
+class WorkflowPlan:
+    """What a supported workflow asks for, resolved to plain values.
+
+    Attributes:
+        step_name: the ``sam3_video`` step's name.
+        class_names: the concepts, normalised.
+        threshold: minimum detection score.
+        model: the model to load (``facebook/sam3`` or a local directory).
+        outputs: names of the outputs, each receiving the step's predictions.
+    """
+
+    step_name: str
+    class_names: tuple[str, ...]
+    threshold: float
+    model: str
+    outputs: tuple[str, ...]
+
+    def result(self, detections: sv.Detections) -> dict[str, sv.Detections]:
+        """The dict ``on_prediction`` receives for one frame: ``{output name: detections}``."""
+        return {name: detections for name in self.outputs}
+
+
+def compile_workflow(
+    specification: Mapping[str, Any] | str,
+    *,
+    image_input_name: str = "image",
+    parameters: Mapping[str, Any] | None = None,
+) -> WorkflowPlan:
+    """Check ``specification`` and resolve it to a ``WorkflowPlan``.
+
+    Args:
+        specification: the workflow dict (or its JSON text); ``{"specification": {...}}`` as the
+            Roboflow HTTP API wraps it is accepted too.
+        image_input_name: the input the frames are bound to (Roboflow's default: ``image``).
+        parameters: values of the workflow's parameter inputs (``workflows_parameters``).
+
+    Raises:
+        WorkflowError: naming the first unsupported or invalid part.
+
+    Examples:
+        >>> plan = compile_workflow({
+        ...     "inputs": [{"type": "InferenceImage", "name": "image"}],
+        ...     "steps": [{"type": "roboflow_core/sam3_video@v1", "name": "sam3",
+        ...                "images": "$inputs.image", "class_names": "person, forklift"}],
+        ...     "outputs": [{"type": "JsonField", "name": "predictions",
+        ...                  "selector": "$steps.sam3.predictions"}]})
+        >>> plan.class_names, plan.model, plan.outputs
+        (('person', 'forklift'), 'facebook/sam3', ('predictions',))
+    """
+    spec = _as_mapping(specification)
+    version = spec.get("version")
+    if version is not None and not str(version).startswith("1"):
+        raise WorkflowError(f"workflow version {version!r} is not supported (only 1.x)")
+    unknown = sorted(set(spec) - {"version", "inputs", "steps", "outputs"})
+    if unknown:
+        raise WorkflowError(f"unsupported workflow section(s): {', '.join(unknown)}")
+    values = _parameter_values(_list(spec, "inputs"), image_input_name, parameters or {})
+    step = _single_step(_list(spec, "steps"))
+    name = step["name"]
+    images = step.get("images")
+    if images != f"$inputs.{image_input_name}":
+        raise WorkflowError(
+            f"step {name!r}: images must be '$inputs.{image_input_name}', got {images!r}"
+        )
+    if step.get("tracking_mode", "concept") != "concept":
+        raise WorkflowError(
+            f"step {name!r}: tracking_mode {step['tracking_mode']!r} is not supported "
+            "(only 'concept': text prompts in class_names)"
+        )
+    return WorkflowPlan(
+        step_name=name,
+        class_names=_class_names(name, _resolve(step.get("class_names"), values, name)),
+        threshold=_threshold(name, _resolve(step.get("threshold"), values, name)),
+        model=_model(name, _resolve(step.get("model_id"), values, name)),
+        outputs=_outputs(_list(spec, "outputs"), name),
+    )
+
+
+def _as_mapping(specification: Mapping[str, Any] | str) -> Mapping[str, Any]:
+    if isinstance(specification, str):
+        try:
+            specification = json.loads(specification)
+        except json.JSONDecodeError as error:
+            raise WorkflowError(f"workflow specification is not valid JSON: {error}") from None
+    if not isinstance(specification, Mapping):
+        raise WorkflowError(
+            f"workflow specification must be a dict, got {type(specification).__name__}"
+        )
+    if set(specification) == {"specification"}:
+        return _as_mapping(specification["specification"])
+    return specification
+
+
+def _list(spec: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    items = spec.get(key)
+    if not isinstance(items, list) or not all(isinstance(item, Mapping) for item in items):
+        raise WorkflowError(f"workflow {key!r} must be a list of objects")
+    return items
+
+
+def _parameter_values(
+    inputs: list[Mapping[str, Any]], image_input_name: str, given: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Values of the parameter inputs: ``workflows_parameters`` over each input's default."""
+    values: dict[str, Any] = {}
+    declared: set[str] = set()
+    images = []
+    for item in inputs:
+        kind, name = item.get("type"), item.get("name")
+        if not isinstance(name, str) or not name:
+            raise WorkflowError(f"workflow input {dict(item)!r} has no name")
+        declared.add(name)
+        if kind in IMAGE_INPUT_TYPES:
+            images.append(name)
+        elif kind in PARAMETER_INPUT_TYPES:
+            if name in given:
+                values[name] = given[name]
+            elif "default_value" in item:
+                values[name] = item["default_value"]
+        elif kind not in IGNORED_INPUT_TYPES:
+            raise WorkflowError(f"workflow input {name!r} has unsupported type {kind!r}")
+    if images != [image_input_name]:
+        raise WorkflowError(
+            f"the workflow needs exactly one image input named {image_input_name!r} "
+            f"(image_input_name), found {images}"
+        )
+    unused = sorted(set(given) - declared)
+    if unused:
+        raise WorkflowError(
+            f"workflows_parameters name(s) not declared as workflow inputs: {', '.join(unused)}"
+        )
+    return values
+
+
+def _single_step(steps: list[Mapping[str, Any]]) -> Mapping[str, Any]:
+    for step in steps:
+        if step.get("type") != SAM3_VIDEO_BLOCK:
+            raise WorkflowError(
+                f"workflow step {step.get('name')!r} has type {step.get('type')!r}: sam3-stream "
+                f"runs only {SAM3_VIDEO_BLOCK}"
+            )
+    if len(steps) != 1:
+        raise WorkflowError(
+            f"the workflow must have exactly one {SAM3_VIDEO_BLOCK} step, found {len(steps)}"
+        )
+    step = steps[0]
+    if not isinstance(step.get("name"), str) or not step["name"]:
+        raise WorkflowError(f"the {SAM3_VIDEO_BLOCK} step has no name")
+    unknown = sorted(set(step) - _STEP_FIELDS)
+    if unknown:
+        raise WorkflowError(
+            f"step {step['name']!r}: unsupported field(s) {', '.join(unknown)}; supported: "
+            f"{', '.join(sorted(_STEP_FIELDS))}"
+        )
+    return step
+
+
+def _resolve(value: Any, values: Mapping[str, Any], step: str) -> Any:
+    """A ``$inputs.<name>`` reference becomes the parameter's value."""
+    if isinstance(value, str) and value.startswith("$"):
+        prefix, _, name = value.partition(".")
+        if prefix != "$inputs":
+            raise WorkflowError(f"step {step!r}: selector {value!r} is not supported here")
+        if name not in values:
+            raise WorkflowError(
+                f"step {step!r}: {value!r} has no value: declare it as a parameter input with a "
+                "default_value, or pass it in workflows_parameters"
+            )
+        return values[name]
+    return value
+
+
+def _class_names(step: str, value: Any) -> tuple[str, ...]:
+    try:
+        names = normalise_class_names(value)
+    except (ValueError, TypeError) as error:
+        raise WorkflowError(f"step {step!r}: class_names: {error}") from None
+    if not names:
+        raise WorkflowError(f"step {step!r}: class_names is missing or empty")
+    return names
+
+
+def _threshold(step: str, value: Any) -> float:
+    if value is None:
+        return _DEFAULT_THRESHOLD
+    try:
+        return check_threshold(value)
+    except ValueError as error:
+        raise WorkflowError(f"step {step!r}: {error}") from None
+
+
+def _model(step: str, value: Any) -> str:
+    if value is None:
+        return REAL_MODEL
+    if isinstance(value, str) and value in MODEL_ALIASES:
+        return MODEL_ALIASES[value]
+    if isinstance(value, str) and os.path.isdir(value):
+        return value
+    raise WorkflowError(
+        f"step {step!r}: model_id {value!r} is not supported: use 'sam3video' (facebook/sam3) "
+        "or a local directory holding a SAM3 video checkpoint"
+    )
+
+
+def _outputs(outputs: list[Mapping[str, Any]], step: str) -> tuple[str, ...]:
+    names = []
+    for output in outputs:
+        name = output.get("name")
+        if output.get("type") != "JsonField":
+            raise WorkflowError(
+                f"workflow output {name!r} has type {output.get('type')!r}: only JsonField"
+            )
+        unknown = sorted(set(output) - _OUTPUT_FIELDS)
+        if unknown:
+            raise WorkflowError(f"workflow output {name!r}: unsupported field(s) {unknown}")
+        if output.get("selector") != f"$steps.{step}.predictions":
+            raise WorkflowError(
+                f"workflow output {name!r}: selector {output.get('selector')!r} is not supported "
+                f"(only '$steps.{step}.predictions')"
+            )
+        if not isinstance(name, str) or not name or name in names:
+            raise WorkflowError(f"workflow output name {name!r} is missing or repeated")
+        names.append(name)
+    if not names:
+        raise WorkflowError("the workflow has no outputs: add a JsonField output")
+    return tuple(names)

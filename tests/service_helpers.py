@@ -1,0 +1,255 @@
+"""Builders shared by the service tests: a scripted pipeline, an in-process server, an SSE reader.
+
+``ScriptedPipeline`` stands in for ``InferencePipeline`` where a test is about the HTTP layer and
+not the model (errors, auth, limits, persistence): it has the same methods, checks its reference
+with the real ``make_source`` (so an unsupported scheme fails exactly as in production), and emits
+a frame only when the test calls ``emit()``, so nothing depends on timing. The end-to-end tests use
+the real pipeline and the tiny checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import supervision as sv
+from fastapi import FastAPI
+
+from pipeline.service import ModelEngine, ServiceSettings, create_app
+from pipeline.service.server import ServiceServer, bind_socket
+from pipeline.sources import make_source
+from pipeline.video_frame import VideoFrame
+
+
+class ScriptedPipeline:
+    """``InferencePipeline``'s service-facing surface; frames only on ``emit()``.
+
+    Every instance is kept in ``ScriptedPipeline.instances`` so a test can drive the pipeline of
+    the stream it created.
+    """
+
+    instances: list[ScriptedPipeline] = []
+
+    def __init__(
+        self,
+        video_reference: Any,
+        class_names: list[str],
+        on_prediction: Callable[[Any, Any], None],
+        *,
+        threshold: float,
+        video_identifier: str,
+        status_update_handlers: list[Callable[[Any], None]],
+    ) -> None:
+        self.video_reference = video_reference
+        self.class_names = list(class_names)
+        self.on_prediction = on_prediction
+        self.threshold = threshold
+        self.video_identifier = video_identifier
+        self.status_update_handlers = status_update_handlers
+        self.state = "CREATED"
+        self.frame_id = 0
+        self.next_tracker_id = 1
+        self.terminated = threading.Event()
+
+    @classmethod
+    def init(
+        cls,
+        video_reference: Any,
+        class_names: list[str],
+        on_prediction: Callable[[Any, Any], None],
+        *,
+        threshold: float = 0.5,
+        max_fps: float | None = None,
+        video_identifiers: list[str] | None = None,
+        status_update_handlers: list[Callable[[Any], None]] | None = None,
+        tracker: Any = None,
+        registry: Any = None,
+        **source_options: Any,
+    ) -> ScriptedPipeline:
+        make_source(video_reference, **source_options)  # raises SourceError like the real one
+        pipeline = cls(
+            video_reference,
+            class_names,
+            on_prediction,
+            threshold=threshold,
+            video_identifier=(video_identifiers or ["0"])[0],
+            status_update_handlers=list(status_update_handlers or []),
+        )
+        cls.instances.append(pipeline)
+        return pipeline
+
+    def start(self, use_main_thread: bool = False) -> None:
+        self.state = "RUNNING"
+
+    def pause_stream(self, source_id: int | None = None) -> None:
+        self.state = "PAUSED"
+
+    def resume_stream(self, source_id: int | None = None) -> None:
+        self.state = "RUNNING"
+
+    def set_class_names(self, class_names: list[str]) -> None:
+        self.class_names = list(class_names)
+
+    def set_threshold(self, threshold: float) -> None:
+        self.threshold = threshold
+
+    def terminate(self) -> None:
+        self.state = "ENDED"
+        self.terminated.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        return True
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "sources": [
+                {
+                    "source_id": 0,
+                    "video_identifier": self.video_identifier,
+                    "reference": str(self.video_reference),
+                    "state": self.state,
+                    "epoch": 0,
+                    "frames_decoded": self.frame_id,
+                    "frames_processed": self.frame_id,
+                    "frames_dropped": 0,
+                    "reconnects": 0,
+                    "latency_s": {"inference": {"p50": 0.012, "p95": float("nan"), "count": 3}},
+                }
+            ]
+        }
+
+    def emit(self, count: int = 1, *, live: bool = True) -> None:
+        """Hand ``count`` frames with one detection each to ``on_prediction``."""
+        for _ in range(count):
+            frame = VideoFrame(
+                image=np.full((48, 64, 3), 90, np.uint8),
+                frame_id=self.frame_id,
+                frame_timestamp=datetime.now(UTC),
+                fps=15.0,
+                source_id=0,
+                video_identifier=self.video_identifier,
+                comes_from_video_file=not live,
+            )
+            mask = np.zeros((1, 48, 64), bool)
+            mask[0, 10:30, 10:40] = True
+            detections = sv.Detections(
+                xyxy=np.array([[10, 10, 40, 30]], np.float32),
+                mask=mask,
+                confidence=np.array([0.9], np.float32),
+                class_id=np.array([0]),
+                tracker_id=np.array([self.next_tracker_id], np.int64),
+                data={"class_name": np.array([self.class_names[0]])},
+            )
+            self.frame_id += 1
+            self.on_prediction(detections, frame)
+
+
+def scripted_engine() -> ModelEngine:
+    """An engine that is ready at once; the scripted pipeline never touches the model."""
+    return ModelEngine.from_tracker(object(), model_name="scripted")
+
+
+@dataclass
+class RunningServer:
+    """A service on a real uvicorn server in a thread, on 127.0.0.1 and a free port."""
+
+    app: FastAPI
+    server: ServiceServer
+    thread: threading.Thread
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def manager(self) -> Any:
+        return self.app.state.service.manager
+
+    def wait_booted(self, timeout: float = 60.0) -> None:
+        assert self.app.state.service.booted.wait(timeout), "the service did not finish booting"
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=self.headers, timeout=30.0, **kwargs)
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.thread.join(timeout=15)
+        assert not self.thread.is_alive(), "the server did not stop"
+
+
+def start_server(app: FastAPI, *, api_key: str | None = None) -> RunningServer:
+    """Serve ``app`` in a thread; the socket listens before this returns, so no wait is needed."""
+    sock = bind_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    server = ServiceServer(app, log_level="warning")
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="test-uvicorn", daemon=True
+    )
+    thread.start()
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    return RunningServer(app, server, thread, f"http://127.0.0.1:{port}", headers)
+
+
+def scripted_app(
+    *,
+    state_dir: Path | None = None,
+    api_key: str | None = None,
+    max_streams: int = 4,
+    event_buffer: int = 32,
+    engine: ModelEngine | None = None,
+    **kwargs: Any,
+) -> FastAPI:
+    """An app over ``ScriptedPipeline``."""
+    settings = ServiceSettings(
+        api_key=api_key, state_dir=state_dir, max_streams=max_streams, event_buffer=event_buffer
+    )
+    return create_app(
+        settings,
+        engine=engine or scripted_engine(),
+        pipeline_factory=ScriptedPipeline.init,
+        **kwargs,
+    )
+
+
+@dataclass
+class SseEvent:
+    kind: str
+    id: int | None
+    data: Any
+
+
+def iter_sse(response: httpx.Response) -> Iterator[SseEvent | str]:
+    """Parse an SSE response: ``SseEvent`` per event, the comment text for comment lines."""
+    kind, event_id, data = "message", None, []
+    for line in response.iter_lines():
+        if line.startswith(":"):
+            yield line[1:].strip()
+        elif line.startswith("event:"):
+            kind = line[6:].strip()
+        elif line.startswith("id:"):
+            event_id = int(line[3:].strip())
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+        elif line == "" and data:
+            yield SseEvent(kind, event_id, json.loads("\n".join(data)))
+            kind, event_id, data = "message", None, []
+
+
+def collect_detections(
+    events: Iterator[SseEvent | str], count: int, accept: Callable[[dict], bool] = lambda _: True
+) -> list[dict]:
+    """Read until ``count`` detection records pass ``accept``; returns those records."""
+    found: list[dict] = []
+    for event in events:
+        if isinstance(event, SseEvent) and event.kind == "message" and accept(event.data):
+            found.append(event.data)
+            if len(found) == count:
+                return found
+        if isinstance(event, SseEvent) and event.kind == "end":
+            break
+    raise AssertionError(f"the event stream ended after {len(found)} of {count} records")

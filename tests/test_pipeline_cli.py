@@ -1,0 +1,228 @@
+"""``sam3-stream run`` / ``demo`` / ``bench latency`` and the YAML configs.
+
+Errors a user can make (a bad flag, a bad config field, a bad reference) are checked in-process
+through ``pipeline.cli.main``, which is what the console script calls; the few tests that need a
+real process (signals, the demo's console script, exit codes) run one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import pytest
+import yaml
+
+from pipeline.cli import main
+from pipeline.config import SourceOptionsConfig, load_config, parse_config
+from pipeline.errors import ConfigError
+from pipeline.sources import SourceOptions
+from tests.pipeline_helpers import wait_until
+from tests.sources_helpers import write_test_clip
+
+pytestmark = pytest.mark.timeout(240)
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+def _console_script() -> list[str]:
+    script = Path(sys.executable).with_name("sam3-stream")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "pipeline.cli"]
+
+
+def _offline_env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.name)
+def test_every_shipped_config_is_valid(path: Path) -> None:
+    config = load_config(path)
+    assert config.sources and config.classes
+    SourceOptions(**config.source_options.model_dump())  # the sources accept it as it is
+
+
+def test_the_shipped_configs_cover_camera_file_and_screen() -> None:
+    assert {path.name for path in CONFIGS} >= {"rtsp-camera.yaml", "video-file.yaml", "screen.yaml"}
+
+
+def test_the_config_model_mirrors_every_source_option() -> None:
+    options = {field.name: field.default for field in dataclasses.fields(SourceOptions)}
+    config = SourceOptionsConfig().model_dump()
+    assert set(config) == set(options)
+    assert {k: v for k, v in config.items() if k != "av_options"} == {
+        k: v for k, v in options.items() if k != "av_options"
+    }
+
+
+VALID = {"sources": ["clip.mp4"], "classes": "person"}
+BAD_FIELDS = [
+    ({"sources": []}, "sources: List should have at least 1 item"),
+    ({"sources": [{"video_identifier": "x"}]}, "sources.0.reference: required field is missing"),
+    ({"sources": [{"reference": "a", "name": "b"}]}, "sources.0.name: unknown field"),
+    ({"classes": ""}, "classes: List should have at least 1 item"),
+    ({"classes": [1]}, "classes.0: Input should be a valid string"),
+    ({"threshold": 1.2}, "threshold: Input should be less than or equal to 1"),
+    ({"max_fps": 0}, "max_fps: Input should be greater than 0"),
+    ({"device": "gpu"}, "device: String should match pattern"),
+    ({"sinks": ["printer:lp0"]}, "sinks: unknown sink 'printer:lp0'"),
+    ({"source_options": {"stall_timeout_s": 0}}, "source_options.stall_timeout_s: Input should"),
+    ({"source_options": {"rtsp_transport": "http"}}, "source_options.rtsp_transport"),
+    (
+        {"source_options": {"backoff_initial_s": 5, "backoff_max_s": 1}},
+        "backoff_max_s must be >= backoff_initial_s",
+    ),
+    ({"source_options": {"stall": 1}}, "source_options.stall: unknown field"),
+    ({"status_interval_s": -1}, "status_interval_s: Input should be greater than 0"),
+    ({"show_progress": "maybe"}, "show_progress: Input should be a valid boolean"),
+    ({"treshold": 0.5}, "treshold: unknown field"),
+]
+
+
+@pytest.mark.parametrize(("override", "message"), BAD_FIELDS)
+def test_every_bad_config_field_gets_one_line_naming_it(override: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**VALID, **override}, origin="cam.yaml")
+    text = str(caught.value)
+    assert text.startswith("cam.yaml: ") and message in text and "\n" not in text
+
+
+def test_a_config_file_that_is_not_yaml_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("sources:\n  - clip.mp4\nclasses: [person\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml: not valid YAML at line \d+"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "missing.yaml")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_test_clip(tmp_path_factory.mktemp("cli") / "clip.mp4", frames=5)
+
+
+BAD_FLAGS = [
+    (["--threshold", "2"], "--threshold: Input should be less than or equal to 1"),
+    (["--max-fps", "0"], "--max-fps: Input should be greater than 0"),
+    (["--device", "gpu"], "--device: String should match pattern"),
+    (["--sink", "printer:lp0"], "--sink: unknown sink 'printer:lp0'"),
+    (["--sink", "video:/no/such/dir/out.mp4"], "directory '/no/such/dir' does not exist"),
+    (["--source", "/no/such/clip.mp4"], "video file not found: /no/such/clip.mp4"),
+    (["--source", "ftp://user:pw@host/x"], "unknown scheme 'ftp'"),
+    (["--classes", " , "], "--classes: List should have at least 1 item"),
+    (["--status-interval", "0"], "--status-interval: Input should be greater than 0"),
+    (["--config", "/no/such/config.yaml"], "cannot read config /no/such/config.yaml"),
+]
+
+
+@pytest.mark.parametrize(("flags", "message"), BAD_FLAGS)
+def test_every_bad_flag_gets_one_line_naming_it_and_exit_code_2(
+    clip: Path, flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    arguments = ["run", "--source", str(clip), "--classes", "person", *flags]
+    assert main(arguments) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("sam3-stream: error:")]
+    assert len(lines) == 1 and message in lines[0], err
+    assert "Traceback" not in err and "pw@" not in err
+
+
+def test_run_without_source_or_classes_says_what_to_give(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["run", "--classes", "person"]) == 2
+    assert "give --source REF" in capsys.readouterr().err
+    assert main(["run", "--source", "testpattern"]) == 2
+    assert "give --classes" in capsys.readouterr().err
+
+
+def test_a_flag_of_the_wrong_type_exits_2_without_a_traceback_in_a_real_process() -> None:
+    result = subprocess.run(
+        [*_console_script(), "run", "--source", "x.mp4", "--classes", "a", "--threshold", "high"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env=_offline_env(),
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "argument --threshold: invalid float value: 'high'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sigterm_stops_a_run_cleanly_with_a_playable_mp4_and_exit_0(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    source = write_test_clip(tmp_path / "long.mp4", frames=300, size=(96, 64))
+    video, jsonl = tmp_path / "out.mp4", tmp_path / "out.jsonl"
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "sources": [str(source)],
+                "classes": "square",
+                "model": str(tiny_model_dir),
+                "device": "cpu",
+                "threshold": 0.0,
+                "model_options": {"max_num_objects": 3},
+                "sinks": [f"video:{video}", f"jsonl:{jsonl}"],
+            }
+        )
+    )
+    process = subprocess.Popen(
+        [*_console_script(), "run", "--config", str(config)],
+        cwd=ROOT, env=_offline_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_until(
+            lambda: jsonl.exists() and len(jsonl.read_text().splitlines()) >= 2,
+            timeout=180,
+            what="the run to write its first results",
+        )
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    with av.open(str(video)) as container:
+        frames = [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
+    assert 2 <= len(records) < 300, "stopped mid-run"
+    assert [r["frame_id"] for r in records] == list(range(1, len(records) + 1))
+    assert len(frames) == len(records), "every processed frame was flushed to both sinks"
+    assert frames[0].shape == (64, 96, 3)
+
+
+def test_the_demo_writes_a_playable_mp4_and_json_lines(tmp_path: Path) -> None:
+    output = tmp_path / "demo"
+    result = subprocess.run(
+        [*_console_script(), "demo", "--output-dir", str(output), "--frames", "20"],
+        capture_output=True, text=True, timeout=220, cwd=ROOT, env=_offline_env(),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "TINY RANDOMLY INITIALISED" in result.stderr  # no real weights in the test cache
+    with av.open(str(output / "annotated.mp4")) as container:
+        frames = [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
+    assert len(frames) == 20 and frames[0].shape == (240, 320, 3)
+    records = [json.loads(line) for line in (output / "detections.jsonl").read_text().splitlines()]
+    assert [record["frame_id"] for record in records] == list(range(1, 21))
+    names = {obj["class_name"] for record in records for obj in record["objects"]}
+    assert names and names <= {"square", "circle"}
+    assert "20/20 100%" in result.stderr, "the progress bar reached its end"
+
+
+def test_bench_latency_prints_both_tables_and_the_ratio(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    arguments = ["bench", "latency", "--duration", "1.5", "--interval", "0.5", "--model-ms", "60"]
+    assert main(arguments) == 0
+    out = capsys.readouterr().out
+    assert "this pipeline (freshest)" in out and "naive FIFO queue" in out
+    assert "FIFO / this pipeline, last window: p50" in out
+    overall = next(line for line in out.splitlines() if line.startswith("overall")).split()
+    ours_max, fifo_max = float(overall[4]), float(overall[8])
+    assert fifo_max > ours_max, "a FIFO behind a slow model ages; the freshest frame does not"
