@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import pathlib
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,16 @@ def rss_bytes() -> int:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _progress(variant: str, sample: Sample, frames: int) -> None:
+    """Long runs show where they are (stderr, so the report on stdout stays clean)."""
+    print(
+        f"[{variant}] frame {sample.frame}/{frames}: {sample.ms_per_frame:.0f} ms/frame, "
+        f"{sample.bytes_held / 2**20:.1f} MB held, RSS {sample.rss_bytes / 2**20:.0f} MB",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _plain_loop(tracker: Any, frames: int, interval: int, classes: list[str]) -> list[Sample]:
@@ -66,6 +77,7 @@ def _plain_loop(tracker: Any, frames: int, interval: int, classes: list[str]) ->
                     rss_bytes(),
                 )
             )
+            _progress("plain", samples[-1], frames)
             started = time.perf_counter()
     return samples
 
@@ -96,6 +108,7 @@ def _ours_loop(tracker: Any, frames: int, interval: int, classes: list[str]) -> 
                     rss_bytes(),
                 )
             )
+            _progress("ours", samples[-1], frames)
             started = time.perf_counter()
     return samples
 

@@ -21,7 +21,7 @@ from pipeline.video_frame import VideoFrame
 DISPATCH_QUEUE_RESULTS = 4
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: frames hold arrays
 class Dispatch:
     """One result on its way to ``on_prediction``.
 

@@ -30,6 +30,7 @@ from typing import Any
 import sinks
 from pipeline.dispatch import Dispatch, DispatchQueue
 from pipeline.errors import ConfigError, InferenceError
+from pipeline.events import StatusEmitter
 from pipeline.identifiers import claim_identifiers, release_identifiers
 from pipeline.pipeline_options import (
     as_references,
@@ -43,15 +44,8 @@ from pipeline.pipeline_options import (
 )
 from pipeline.progress import ProgressReporter
 from pipeline.redact import redact
-from pipeline.sources import (
-    RoundRobinReader,
-    SourceOptions,
-    SourceState,
-    SourceStateChange,
-    VideoSource,
-    make_sources,
-)
-from pipeline.status import EventType, SourceMetrics, StatusUpdate, UpdateSeverity
+from pipeline.sources import RoundRobinReader, SourceOptions, VideoSource, make_sources
+from pipeline.status import SourceMetrics, StatusUpdate
 from pipeline.weights import REAL_MODEL, resolve_model
 from pipeline.workflow import compile_workflow
 from sinks.base import LogThrottle, sink_name
@@ -109,7 +103,7 @@ class InferencePipeline:
         self._class_names = class_names
         self._threshold = threshold
         self._max_fps = max_fps
-        self._handlers = status_update_handlers
+        self._events = StatusEmitter(status_update_handlers)
         self._show_progress = show_progress
         self._status_interval_s = status_interval_s
         self._model_name = model_name
@@ -121,7 +115,7 @@ class InferencePipeline:
         self._on_prediction = on_prediction
         self._reader = RoundRobinReader(self._sources, max_fps=max_fps)
         for source in self._sources:
-            source.add_state_listener(self._on_source_state)
+            source.add_state_listener(self._events.source_state_changed)
         self._metrics = {source.source_id: SourceMetrics() for source in self._sources}
         self._dispatch = DispatchQueue()
         self._lock = threading.RLock()
@@ -361,11 +355,7 @@ class InferencePipeline:
                 raise RuntimeError(f"a pipeline starts once; this one is {self._state.value}")
             self._state = PipelineState.RUNNING
             self._started_at = datetime.now(UTC)
-            self._emit(
-                UpdateSeverity.INFO,
-                EventType.PIPELINE_STARTED,
-                {"video_identifiers": self.video_identifiers, "model": self._model_name},
-            )
+            self._events.started(self.video_identifiers, self._model_name)
             for source in self._sources:
                 source.start()
             if self._show_progress:
@@ -384,15 +374,28 @@ class InferencePipeline:
             self._dispatch_loop()
 
     def join(self, timeout: float | None = None) -> bool:
-        """Wait until the pipeline has ended (every source finished) or was terminated.
+        """Wait until the pipeline has ended (every source finished) or was terminated, and its
+        threads have exited.
 
-        Returns True when it has, False when ``timeout`` passed first. A pipeline never
+        After ``terminate()`` this waits for what terminate left behind: a frame that was inside
+        the model, a decoder blocked in network I/O. Wait for them before the interpreter exits:
+        a thread killed inside a torch kernel at exit aborts the process.
+
+        Returns True when all is done, False when ``timeout`` passed first. A pipeline never
         started has nothing to wait for.
         """
         with self._lock:
             if self._state is PipelineState.CREATED and not self._stop.is_set():
                 return True
-        return self._finished.wait(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._finished.wait(timeout):
+            return False
+        for thread in (self._inference_thread, self._dispatch_thread):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(_remaining(deadline))
+                if thread.is_alive():
+                    return False
+        return all(source.join(_remaining(deadline)) for source in self._sources)
 
     def terminate(self) -> None:
         """Stop everything and return promptly, in every state (also while connecting).
@@ -442,11 +445,7 @@ class InferencePipeline:
         with self._lock:
             old, self._class_names = self._class_names, names
         if names != old:
-            self._emit(
-                UpdateSeverity.INFO,
-                EventType.SETTINGS_CHANGED,
-                {"class_names": list(names), "previous": list(old)},
-            )
+            self._events.settings_changed({"class_names": list(names), "previous": list(old)})
 
     def set_threshold(self, threshold: float) -> None:
         """Filter detections at ``threshold`` from the next frame on (no reseed)."""
@@ -454,11 +453,7 @@ class InferencePipeline:
         with self._lock:
             old, self._threshold = self._threshold, value
         if value != old:
-            self._emit(
-                UpdateSeverity.INFO,
-                EventType.SETTINGS_CHANGED,
-                {"threshold": value, "previous": old},
-            )
+            self._events.settings_changed({"threshold": value, "previous": old})
 
     def report_sink_error(self, sink_name: str, error: BaseException) -> None:
         """Count a sink failure and emit ``SINK_ERROR``.
@@ -470,17 +465,7 @@ class InferencePipeline:
         with self._lock:
             self._sink_errors += 1
             total = self._sink_errors
-        self._emit(
-            UpdateSeverity.ERROR,
-            EventType.SINK_ERROR,
-            {
-                "sink": redact(sink_name),
-                "error": redact(error),
-                "error_type": type(error).__name__,
-                "sink_errors": total,
-            },
-            context=f"sink/{redact(sink_name)}",
-        )
+        self._events.sink_error(sink_name, error, total)
 
     # ------------------------------------------------------------------ status
 
@@ -581,7 +566,6 @@ class InferencePipeline:
 
     def _inference_failed(self, frame: Any, metrics: SourceMetrics, error: Exception) -> None:
         metrics.inference_errors += 1
-        message = redact(error)
         suppressed = self._error_log.allow()
         if suppressed is not None:
             # A model failure is expected to happen now and then; anything else is a bug.
@@ -590,23 +574,10 @@ class InferencePipeline:
                 frame.frame_id,
                 frame.video_identifier,
                 suppressed,
-                message,
+                redact(error),
                 exc_info=None if isinstance(error, InferenceError | ValueError) else error,
             )
-        self._emit(
-            UpdateSeverity.ERROR,
-            EventType.INFERENCE_ERROR,
-            {
-                "source_id": frame.source_id,
-                "video_identifier": frame.video_identifier,
-                "frame_id": frame.frame_id,
-                "epoch": frame.epoch,
-                "error": message,
-                "error_type": type(error).__name__,
-                "inference_errors": metrics.inference_errors,
-            },
-            context=f"source/{frame.source_id}",
-        )
+        self._events.inference_error(frame, error, metrics.inference_errors)
 
     def _report_drops(self, force: bool = False) -> None:
         """One ``FRAMES_DROPPED`` event per source and second at most: a 30 fps camera on a
@@ -620,22 +591,16 @@ class InferencePipeline:
             total = source.stats().frames_dropped + metrics.dispatch_dropped
             if total > metrics.drops_reported:
                 delta, metrics.drops_reported = total - metrics.drops_reported, total
-                self._emit(
-                    UpdateSeverity.DEBUG,
-                    EventType.FRAMES_DROPPED,
-                    {
-                        "source_id": source.source_id,
-                        "video_identifier": source.video_identifier,
-                        "dropped": delta,
-                        "frames_dropped": total,
-                    },
-                    context=f"source/{source.source_id}",
-                )
+                self._events.frames_dropped(source.source_id, source.video_identifier, delta, total)
 
     def _dispatch_loop(self) -> None:
         try:
             while (item := self._dispatch.get()) is not None:
                 self._deliver(item)
+        except BaseException:  # Ctrl-C in a script blocked in start(): stop, as terminate would
+            self._stop.set()
+            self._dispatch.stop()
+            raise
         finally:
             self._finish()
 
@@ -648,40 +613,6 @@ class InferencePipeline:
         metrics = self._metrics[item.frame.source_id]
         metrics.latency["sinks"].add(time.perf_counter() - started)
         metrics.latency["end_to_end"].add(time.monotonic() - item.grabbed_at)
-
-    def _on_source_state(self, change: SourceStateChange) -> None:
-        severity = {
-            SourceState.ERROR: UpdateSeverity.ERROR,
-            SourceState.RECONNECTING: UpdateSeverity.WARNING,
-        }.get(change.new, UpdateSeverity.INFO)
-        self._emit(
-            severity,
-            EventType.SOURCE_STATE_CHANGED,
-            {
-                "source_id": change.source_id,
-                "video_identifier": change.video_identifier,
-                "reference": change.reference,
-                "old": change.old.value if change.old else None,
-                "new": change.new.value,
-                "epoch": change.epoch,
-                "reason": change.reason,
-            },
-            context=f"source/{change.source_id}",
-        )
-
-    def _emit(
-        self,
-        severity: UpdateSeverity,
-        event_type: EventType,
-        payload: dict[str, Any],
-        context: str = "inference_pipeline",
-    ) -> None:
-        update = StatusUpdate.now(severity, event_type.value, payload, context)
-        for handler in self._handlers:
-            try:
-                handler(update)
-            except Exception:
-                logger.exception("status update handler %r failed", handler)
 
     def _close_sessions(self) -> None:
         """Free the model memory of this pipeline's streams (the registry may be shared)."""
@@ -729,13 +660,8 @@ class InferencePipeline:
         with self._lock:
             terminated = self._stop.is_set()
             self._state = PipelineState.TERMINATED if terminated else PipelineState.ENDED
-        summary = self.status()
-        self._emit(
-            UpdateSeverity.INFO,
-            EventType.PIPELINE_TERMINATED if terminated else EventType.PIPELINE_ENDED,
-            {
-                "frames_processed": summary["frames_processed"],
-                "inference_errors": summary["inference_errors"],
-                "sink_errors": summary["sink_errors"],
-            },
-        )
+        self._events.finished(terminated, self.status())
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())

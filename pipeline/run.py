@@ -23,6 +23,7 @@ from pipeline.config import PipelineConfig
 logger = logging.getLogger(__name__)
 
 _POLL_S = 0.2
+_STRAGGLERS_S = 60.0
 
 
 def run_config(config: PipelineConfig, *, stop: threading.Event | None = None) -> int:
@@ -68,6 +69,12 @@ def run_config(config: PipelineConfig, *, stop: threading.Event | None = None) -
                 logger.info("stopping: closing sources, flushing sinks")
                 break
         pipeline.terminate()
+        # A frame may still be inside the model: let it finish, or the interpreter's exit
+        # would kill the thread inside torch and abort the process.
+        if not pipeline.join(timeout=_STRAGGLERS_S):
+            logger.warning(
+                "a pipeline thread is still busy after %.0f s; exiting anyway", _STRAGGLERS_S
+            )
     status = pipeline.status()
     print(
         f"processed {status['frames_processed']} frame(s) from {len(status['sources'])} "

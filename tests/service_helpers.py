@@ -253,3 +253,63 @@ def collect_detections(
         if isinstance(event, SseEvent) and event.kind == "end":
             break
     raise AssertionError(f"the event stream ended after {len(found)} of {count} records")
+
+
+class ServeProcess:
+    """``sam3-stream serve`` in a subprocess: started, awaited by its own output, stopped by signal.
+
+    Runs ``python -m pipeline.cli_serve serve ...`` (the verb alone, as the CLI registers it).
+    Readiness is the server's own ``ready:`` log line, read from stderr; no polling.
+    """
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+        import os
+        import queue
+        import subprocess
+        import sys
+
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self.output: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli_serve", "serve", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **(env or {})},
+            cwd=Path(__file__).resolve().parents[1],
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.url = self.wait_for("listening on ").rsplit(" ", 1)[-1]
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.put(line.rstrip("\n"))
+        self._lines.put(None)
+
+    def wait_for(self, text: str, timeout: float = 120.0) -> str:
+        """The next output line containing ``text``; fails if the process ends first."""
+        import queue
+
+        while True:
+            try:
+                line = self._lines.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"no {text!r} within {timeout} s:\n" + "\n".join(self.output))
+            if line is None:
+                raise AssertionError(f"serve exited before {text!r}:\n" + "\n".join(self.output))
+            self.output.append(line)
+            if text in line:
+                return line
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM, then the exit code (0 is a clean shutdown)."""
+        import signal
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except Exception:
+            self.process.kill()
+            raise

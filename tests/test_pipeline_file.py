@@ -286,3 +286,37 @@ def test_every_bad_argument_gets_its_error(clip: Path, override: dict, message: 
         InferencePipeline.init(**arguments)
     # A failed init leaves nothing claimed behind: the same identifier is free.
     InferencePipeline.init(str(clip), "person", print, registry=StandInModel()).terminate()
+
+
+def test_a_class_change_reseeds_the_tiny_model_and_ids_continue_above_the_old_ones(
+    tmp_path: Path, tiny_tracker: object, pipelines: PipelineFactory
+) -> None:
+    from tracker import SessionRegistry
+
+    clip = write_test_clip(tmp_path / "short.mp4", frames=5, size=(96, 64))
+    holder: list[InferencePipeline] = []
+    real = SessionRegistry(tiny_tracker)
+
+    class SwitchAfterFrameTwo:
+        """The real registry; after frame 2 it changes the classes, as a user at that moment."""
+
+        def process(self, image: np.ndarray, **kwargs: object) -> object:
+            detections = real.process(image, **kwargs)  # type: ignore[arg-type]
+            if kwargs["frame_id"] == 2:
+                holder[0].set_class_names("circle")
+            return detections
+
+        def close(self, video_identifier: str) -> None:
+            real.close(video_identifier)
+
+    sink = RecordingSink()
+    pipeline = pipelines(str(clip), "square", sink, registry=SwitchAfterFrameTwo(), threshold=0.0)
+    holder.append(pipeline)
+    pipeline.start()
+
+    ids: dict[str, list[int]] = {"square": [], "circle": []}
+    for detections, frame in sink.results:
+        names = set(detections.data["class_name"])
+        assert names == ({"square"} if frame.frame_id <= 2 else {"circle"}), frame.frame_id
+        ids[names.pop()].extend(int(i) for i in detections.tracker_id)
+    assert min(ids["circle"]) > max(ids["square"]), "ids continue above the old ones"

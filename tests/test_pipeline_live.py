@@ -8,6 +8,7 @@ stand-in model (``StandInModel``), which makes "slower than the camera" a settin
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -203,3 +204,24 @@ def test_a_dead_camera_does_not_hold_up_a_flowing_one(
     assert {frame.source_id for frame in sink.frames} == {1}
     assert dead_status["state"] == "CONNECTING" and dead_status["connect_failures"] >= 1
     assert live_status["state"] == "RUNNING" and live_status["frames_processed"] >= 10
+
+
+def test_terminate_from_a_status_handler_on_a_source_thread_does_not_deadlock(
+    pipelines: PipelineFactory,
+) -> None:
+    holder: list[Any] = []
+    called = threading.Event()
+
+    def stop_when_running(update: Any) -> None:  # runs on the source's decode thread
+        if update.event_type == "SOURCE_STATE_CHANGED" and update.payload["new"] == "RUNNING":
+            holder[0].terminate()
+            called.set()
+
+    pipeline = pipelines(
+        "testpattern?fps=30&size=32x24", "shape", RecordingSink(), registry=StandInModel(),
+        status_update_handlers=[stop_when_running],
+    )  # fmt: skip
+    holder.append(pipeline)
+    pipeline.start(use_main_thread=False)
+    assert called.wait(timeout=30)
+    assert pipeline.join(timeout=30) and pipeline.state == "TERMINATED"

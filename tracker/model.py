@@ -140,6 +140,12 @@ def _classify_load_error(model: str, error: Exception) -> ModelLoadError:
 class Sam3VideoTracker:
     """One loaded SAM3 video model, shared by every stream of the process.
 
+    Throughput options (issue 7) leave results unchanged: ``batch_streams`` runs the vision
+    backbone once for the frames of every stream that has one ready (``tracker.batching``),
+    ``fast_preprocess`` resizes/normalises without the processor's overhead
+    (``tracker.preprocess``), ``compile_vision`` compiles the backbone on CUDA
+    (``tracker.compile``). ``stage_clock`` (a ``tracker.stages.StageClock``) times the steps.
+
     Examples:
         >>> from tracker import Sam3VideoTracker, build_tiny_model
         >>> tracker = Sam3VideoTracker.from_pretrained(str(build_tiny_model("/tmp/tiny-sam3")))

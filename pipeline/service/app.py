@@ -176,7 +176,7 @@ def create_app(
         yield
         await manager.close_viewers()
         await run_in_threadpool(manager.close)
-        engine.close()
+        await run_in_threadpool(engine.close)
         if store is not None:
             store.close()
 

@@ -20,8 +20,63 @@ from tracker import SessionRegistry
 
 logger = logging.getLogger(__name__)
 
+IDLE_WAIT_S = 30.0
+"""At shutdown, how long to wait for a frame still inside the model (see ``InFlightRegistry``)."""
+
 TrackerLoader = Callable[[], Any]
 """Returns a loaded ``Sam3VideoTracker`` (or a stand-in with the same interface)."""
+
+
+class InFlightRegistry:
+    """The shared ``SessionRegistry`` as pipelines see it, counting frames inside the model.
+
+    A terminated pipeline leaves a frame that is already inside the model to finish on its own.
+    If the process exits meanwhile, torch's thread pool is torn down under that thread and the
+    C++ runtime aborts the process (exit 134, "terminate called without an active exception").
+    So shutdown waits here, after every pipeline was told to stop, until no frame is in flight.
+    """
+
+    def __init__(self, registry: SessionRegistry) -> None:
+        self._registry = registry
+        self._idle = threading.Condition()
+        self._in_flight = 0
+
+    @property
+    def tracker(self) -> Any:
+        return self._registry.tracker
+
+    def process(self, image: Any, **kwargs: Any) -> Any:
+        with self._idle:
+            self._in_flight += 1
+        try:
+            return self._registry.process(image, **kwargs)
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no frame is inside the model; False if ``timeout`` passed first."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+
+    def close(self, video_identifier: str) -> None:
+        self._registry.close(video_identifier)
+
+    def close_all(self) -> None:
+        self._registry.close_all()
+
+    def reset(self, video_identifier: str) -> None:
+        self._registry.reset(video_identifier)
+
+    def identifiers(self) -> list[str]:
+        return self._registry.identifiers()
+
+    def stats(self, video_identifier: str) -> Any:
+        return self._registry.stats(video_identifier)
+
+    def __len__(self) -> int:
+        return len(self._registry)
 
 
 class ModelEngine:
@@ -44,7 +99,7 @@ class ModelEngine:
         self._max_sessions = max_sessions
         self._loaded = threading.Event()
         self._tracker: Any = None
-        self._registry: SessionRegistry | None = None
+        self._registry: InFlightRegistry | None = None
         self.error: str | None = None
 
     @classmethod
@@ -66,7 +121,7 @@ class ModelEngine:
         return self._tracker
 
     @property
-    def registry(self) -> SessionRegistry:
+    def registry(self) -> InFlightRegistry:
         self.require_ready()
         assert self._registry is not None
         return self._registry
@@ -91,7 +146,9 @@ class ModelEngine:
             logger.error("loading model %s failed: %s", self.model_name, self.error)
         else:
             self._tracker = tracker
-            self._registry = SessionRegistry(tracker, max_sessions=self._max_sessions)
+            self._registry = InFlightRegistry(
+                SessionRegistry(tracker, max_sessions=self._max_sessions)
+            )
             logger.info("model %s loaded", self.model_name)
         self._loaded.set()
         return self.error is None
@@ -116,6 +173,10 @@ class ModelEngine:
                 continue
         return held
 
-    def close(self) -> None:
-        if self._registry is not None:
-            self._registry.close_all()
+    def close(self, timeout: float = IDLE_WAIT_S) -> None:
+        """After every pipeline was terminated: wait for the model to be idle, free all sessions."""
+        if self._registry is None:
+            return
+        if not self._registry.wait_idle(timeout):
+            logger.warning("a frame was still inside the model after %.0f s", timeout)
+        self._registry.close_all()

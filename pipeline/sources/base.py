@@ -345,9 +345,15 @@ class VideoSource(ABC):
         return True
 
     def join(self, timeout: float | None = None) -> bool:
-        """Wait for the decode thread to finish (e.g. a file to end); True if it did."""
+        """Wait for the decode thread to finish (e.g. a file to end); True if it did.
+
+        From the decode thread itself (a state listener that stops everything) it cannot wait
+        for itself and returns False at once.
+        """
         if self._thread is None:
             return True
+        if self._thread is threading.current_thread():
+            return False
         self._thread.join(timeout)
         return not self._thread.is_alive()
 

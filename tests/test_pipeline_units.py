@@ -1,0 +1,179 @@
+"""The small rules behind the pipeline, each tested where it lives: the dispatch queue policy,
+process-unique identifiers, latency windows, progress lines, the per-source rate cap."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.dispatch import Dispatch, DispatchQueue
+from pipeline.errors import ConfigError
+from pipeline.identifiers import claim_identifiers, release_identifiers
+from pipeline.progress import ProgressReporter, format_file_progress, format_live_status
+from pipeline.sources import RoundRobinReader, make_sources
+from pipeline.status import LatencyWindow, SourceMetrics, StatusUpdate, UpdateSeverity
+from pipeline.video_frame import VideoFrame
+from pipeline.weights import MODEL_ENV, resolve_model
+from tests.sources_helpers import write_test_clip
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _dispatch(frame_id: int, live: bool) -> Dispatch:
+    frame = VideoFrame(np.zeros((2, 2, 3), np.uint8), frame_id, datetime.now(UTC))
+    return Dispatch(result=None, frame=frame, grabbed_at=0.0, live=live)
+
+
+def test_a_full_dispatch_queue_drops_the_oldest_live_result_and_never_a_file_result() -> None:
+    queue = DispatchQueue(capacity=2)
+    assert queue.put(_dispatch(1, live=False)) is None
+    assert queue.put(_dispatch(2, live=True)) is None
+    dropped = queue.put(_dispatch(3, live=True))
+    assert dropped is not None and dropped.frame.frame_id == 2
+    dropped = queue.put(_dispatch(4, live=True))  # only file results besides: drop the oldest live
+    assert dropped is not None and dropped.frame.frame_id == 3
+    assert [queue.get(0).frame.frame_id for _ in range(2)] == [1, 4]
+
+
+def test_a_file_result_waits_for_room_until_the_consumer_takes_one() -> None:
+    queue = DispatchQueue(capacity=1)
+    queue.put(_dispatch(1, live=False))
+    waiting = threading.Thread(target=queue.put, args=(_dispatch(2, live=False),))
+    waiting.start()
+    waiting.join(timeout=0.2)
+    assert waiting.is_alive(), "a file result never replaces another"
+    assert queue.get(1).frame.frame_id == 1
+    waiting.join(timeout=5)
+    assert queue.get(1).frame.frame_id == 2
+
+
+def test_stop_wakes_a_waiting_producer_and_consumer() -> None:
+    queue = DispatchQueue(capacity=1)
+    queue.put(_dispatch(1, live=False))
+    producer = threading.Thread(target=queue.put, args=(_dispatch(2, live=False),))
+    producer.start()
+    assert queue.stop() == 1
+    producer.join(timeout=5)
+    assert not producer.is_alive() and queue.get() is None and queue.finished
+
+
+def test_identifiers_derive_from_the_reference_redacted_and_get_a_suffix_when_taken() -> None:
+    url = "rtsp://admin:hunter2@10.0.0.7/live"
+    first = claim_identifiers([url, url])
+    try:
+        assert first == ["rtsp://admin:***@10.0.0.7/live", "rtsp://admin:***@10.0.0.7/live#2"]
+        with pytest.raises(ConfigError, match="already used"):
+            claim_identifiers(["other"], ["rtsp://admin:***@10.0.0.7/live"])
+        given = claim_identifiers([url], ["dock"])
+        assert given == ["dock"]
+        release_identifiers(given)
+    finally:
+        release_identifiers(first)
+    assert claim_identifiers([url]) == ["rtsp://admin:***@10.0.0.7/live"]
+    release_identifiers(["rtsp://admin:***@10.0.0.7/live"])
+
+
+def test_latency_windows_report_percentiles_over_recent_samples_only() -> None:
+    window = LatencyWindow(size=100)
+    assert window.summary() == {"p50": None, "p95": None, "max": None, "count": 0}
+    for value in [10.0] * 100 + [0.1] * 100:  # the old, slow samples have left the window
+        window.add(value)
+    assert window.summary() == {"p50": 0.1, "p95": 0.1, "max": 0.1, "count": 200}
+
+
+def test_processed_fps_follows_a_slow_model_without_flickering_to_zero() -> None:
+    metrics = SourceMetrics()
+    for index in range(5):
+        metrics.processed(index, at=4.0 * index)  # one frame every 4 s
+    assert metrics.processed_fps(now=16.0 + 3.0) == pytest.approx(0.25)
+    assert metrics.processed_fps(now=16.0 + 13.0) == 0.0  # three intervals without a frame
+
+
+def test_status_updates_are_json_ready() -> None:
+    update = StatusUpdate.now(UpdateSeverity.WARNING, "SOURCE_STATE_CHANGED", {"a": 1}, "source/0")
+    data = update.to_dict()
+    assert data["severity"] == "WARNING" and data["context"] == "source/0"
+    assert datetime.fromisoformat(data["timestamp"]).tzinfo is not None
+
+
+FILE = {
+    "video_identifier": "clip.mp4",
+    "total_frames": 40,
+    "frames_processed": 10,
+    "inference_errors": 0,
+    "processed_fps": 2.0,
+    "state": "RUNNING",
+    "is_live": False,
+}
+LIVE = {
+    "video_identifier": "rtsp://admin:***@cam/1",
+    "state": "RECONNECTING",
+    "epoch": 2,
+    "measured_fps": 0.0,
+    "processed_fps": 0.0,
+    "frames_dropped": 5,
+    "reconnects": 2,
+    "is_live": True,
+    "latency_s": {"end_to_end": {"p50": None, "p95": None}},
+}
+
+
+def test_file_progress_shows_frames_rate_and_eta() -> None:
+    assert format_file_progress(FILE) == (
+        "clip.mp4 [#####---------------] 10/40 25% 2.0 fps ETA 0:15"
+    )
+    assert format_file_progress({**FILE, "frames_processed": 40}).endswith(
+        "40/40 100% 2.0 fps done"
+    )
+    assert format_file_progress({**FILE, "total_frames": None}) == "clip.mp4 10 frames 2.0 fps"
+
+
+def test_live_status_lines_say_state_epoch_and_drops() -> None:
+    line = format_live_status(LIVE)
+    assert line.startswith("rtsp://admin:***@cam/1 RECONNECTING epoch 2:")
+    assert "dropped 5" in line and "e2e" not in line
+
+
+def test_the_reporter_prints_lines_when_stderr_is_not_a_terminal() -> None:
+    stream = io.StringIO()
+    reporter = ProgressReporter(lambda: {"sources": [FILE, LIVE]}, stream=stream, live_every_s=60)
+    reporter.start()
+    reporter.stop()  # the final tick prints both, once
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("clip.mp4 [#####") and lines[1].startswith("rtsp://admin:***")
+
+
+def test_max_fps_spaces_out_the_frames_of_each_source(tmp_path: Path) -> None:
+    clips = [write_test_clip(tmp_path / f"{name}.mp4", frames=30) for name in ("a", "b")]
+    sources = make_sources([str(clip) for clip in clips])
+    reader = RoundRobinReader(sources, max_fps=40)
+    for source in sources:
+        source.start()
+    served: dict[int, list[float]] = {0: [], 1: []}
+    for _ in range(12):
+        frame = reader.read(timeout=5)
+        assert frame is not None
+        served[frame.source_id].append(time.monotonic())
+    for source in sources:
+        source.stop()
+    for times in served.values():
+        assert len(times) == 6  # still in turn
+        assert min(np.diff(times)) >= 0.9 / 40  # never faster than the cap (a lower bound)
+    with pytest.raises(ConfigError, match="max_fps"):
+        RoundRobinReader(sources, max_fps=0)
+
+
+def test_the_default_model_can_be_pointed_at_a_local_directory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(MODEL_ENV, raising=False)
+    assert resolve_model("facebook/sam3") == "facebook/sam3"
+    monkeypatch.setenv(MODEL_ENV, "/models/sam3")
+    assert resolve_model("facebook/sam3") == "/models/sam3"
+    assert resolve_model("/other/model") == "/other/model"
