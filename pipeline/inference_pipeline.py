@@ -112,6 +112,9 @@ class InferencePipeline:
         if isinstance(on_prediction, list):
             self._fan_out = sinks.multi_sink(on_prediction, on_error=self.report_sink_error)
             on_prediction = self._fan_out
+        elif isinstance(on_prediction, sinks.MultiSink):
+            # A fan-out built by the caller: its sink errors become status events too.
+            on_prediction.add_error_listener(self.report_sink_error)
         self._on_prediction = on_prediction
         self._reader = RoundRobinReader(self._sources, max_fps=max_fps)
         for source in self._sources:
@@ -458,9 +461,8 @@ class InferencePipeline:
     def report_sink_error(self, sink_name: str, error: BaseException) -> None:
         """Count a sink failure and emit ``SINK_ERROR``.
 
-        The pipeline calls it for sinks it fans out to and for exceptions from
-        ``on_prediction``; give it as ``multi_sink(..., on_error=...)`` for a fan-out built by
-        hand.
+        The pipeline calls it for sinks it fans out to, for every sink of a ``MultiSink`` given as
+        ``on_prediction``, and for exceptions from any other ``on_prediction``.
         """
         with self._lock:
             self._sink_errors += 1

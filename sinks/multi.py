@@ -43,6 +43,7 @@ class MultiSink:
     ) -> None:
         self._workers: list[SinkWorker] = []
         self._closed = False
+        self._error_listeners: list[ErrorCallback] = [] if on_error is None else [on_error]
         seen: dict[str, int] = {}
         for sink in sinks:
             name = sink_name(sink)
@@ -50,9 +51,23 @@ class MultiSink:
             if seen[name] > 1:
                 name = f"{name}#{seen[name]}"
             owner = _owner(sink)
-            if on_error is not None and isinstance(owner, Sink):
-                owner.add_error_listener(lambda _, error, name=name: on_error(name, error))
-            self._workers.append(SinkWorker(sink, name, max_queue=max_queue, on_error=on_error))
+            if isinstance(owner, Sink):
+                owner.add_error_listener(lambda _, error, name=name: self._report(name, error))
+            self._workers.append(SinkWorker(sink, name, max_queue=max_queue, on_error=self._report))
+
+    def add_error_listener(self, listener: ErrorCallback) -> None:
+        """Also call ``listener(sink_name, error)`` for every failure of any sink.
+
+        Lets a pipeline handed a ready-made ``MultiSink`` turn its sink errors into status events.
+        """
+        self._error_listeners.append(listener)
+
+    def _report(self, name: str, error: BaseException) -> None:
+        for listener in list(self._error_listeners):
+            try:
+                listener(name, error)
+            except Exception:
+                logger.exception("error listener failed for sink %s", name)
 
     @property
     def names(self) -> list[str]:

@@ -295,7 +295,8 @@ class ServeProcess:
             try:
                 line = self._lines.get(timeout=timeout)
             except queue.Empty:
-                raise AssertionError(f"no {text!r} within {timeout} s:\n" + "\n".join(self.output))
+                message = f"no {text!r} within {timeout} s:\n" + "\n".join(self.output)
+                raise AssertionError(message) from None
             if line is None:
                 raise AssertionError(f"serve exited before {text!r}:\n" + "\n".join(self.output))
             self.output.append(line)

@@ -83,6 +83,7 @@ def plain_reference(reconditioning_tracker):
     return _plain_hf_outputs(reconditioning_tracker, FRAMES)
 
 
+@pytest.mark.timeout(900)  # 120 frames of the tiny model; slow only on a shared machine
 def test_pruned_session_is_bit_identical_to_unpruned_hf_session(
     reconditioning_tracker, plain_reference
 ):
@@ -94,6 +95,7 @@ def test_pruned_session_is_bit_identical_to_unpruned_hf_session(
     assert registry.stats("v").frames_held == 1
 
 
+@pytest.mark.timeout(900)
 def test_seven_frame_window_changes_outputs_so_the_comparison_can_fail(
     reconditioning_tracker, plain_reference
 ):
@@ -102,6 +104,7 @@ def test_seven_frame_window_changes_outputs_so_the_comparison_can_fail(
     assert not _identical(plain[:30], ours)
 
 
+@pytest.mark.timeout(900)
 def test_rebasing_frame_indices_changes_nothing(reconditioning_tracker, plain_reference):
     plain, _, _ = plain_reference
     ours, registry = _ours(reconditioning_tracker, 45, rebase_at=32)

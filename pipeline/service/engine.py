@@ -39,26 +39,33 @@ class InFlightRegistry:
     def __init__(self, registry: SessionRegistry) -> None:
         self._registry = registry
         self._idle = threading.Condition()
-        self._in_flight = 0
+        self._in_flight: dict[str, int] = {}
 
     @property
     def tracker(self) -> Any:
         return self._registry.tracker
 
-    def process(self, image: Any, **kwargs: Any) -> Any:
+    def process(self, image: Any, *, video_identifier: str, **kwargs: Any) -> Any:
         with self._idle:
-            self._in_flight += 1
+            self._in_flight[video_identifier] = self._in_flight.get(video_identifier, 0) + 1
         try:
-            return self._registry.process(image, **kwargs)
+            return self._registry.process(image, video_identifier=video_identifier, **kwargs)
         finally:
             with self._idle:
-                self._in_flight -= 1
+                self._in_flight[video_identifier] -= 1
+                if not self._in_flight[video_identifier]:
+                    del self._in_flight[video_identifier]
                 self._idle.notify_all()
 
-    def wait_idle(self, timeout: float) -> bool:
-        """Block until no frame is inside the model; False if ``timeout`` passed first."""
+    def wait_idle(self, timeout: float, video_identifier: str | None = None) -> bool:
+        """Block until no frame (of ``video_identifier``, or at all) is inside the model.
+
+        Returns False if ``timeout`` passed first.
+        """
         with self._idle:
-            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+            if video_identifier is None:
+                return self._idle.wait_for(lambda: not self._in_flight, timeout)
+            return self._idle.wait_for(lambda: video_identifier not in self._in_flight, timeout)
 
     def close(self, video_identifier: str) -> None:
         self._registry.close(video_identifier)

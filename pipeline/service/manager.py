@@ -393,9 +393,15 @@ class StreamManager:
                 logger.warning("stream %s did not stop within %.0f s", stream.id, STOP_TIMEOUT_S)
         finally:
             stream.outputs.close()
-            if self.engine.ready:
-                self.engine.registry.close(stream.video_identifier)
             self.metrics.forget(stream.id)
+        if self.engine.ready:
+            # A terminated pipeline may still have one frame inside the model: free the session
+            # once that frame is out, never from under it.
+            registry = self.engine.registry
+            if registry.wait_idle(STOP_TIMEOUT_S, stream.video_identifier):
+                registry.close(stream.video_identifier)
+            else:
+                logger.warning("stream %s: its last frame is still inside the model", stream.id)
 
     # ---- boot and shutdown ---------------------------------------------------------------
 

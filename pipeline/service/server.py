@@ -7,7 +7,9 @@ port the caller can print or hand to a test.
 from __future__ import annotations
 
 import logging
+import signal
 import socket
+import threading
 from typing import Any
 
 import uvicorn
@@ -50,6 +52,25 @@ class ServiceServer(uvicorn.Server):
         super().__init__(uvicorn.Config(app, **config))
         self._service_app = app
 
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        """Serve until stopped; SIGINT/SIGTERM are a clean stop (return, exit code 0).
+
+        uvicorn re-raises the stop signal once it has shut down, to get the signal's default
+        behaviour, which kills the process (exit 143 for SIGTERM) after a perfectly clean
+        shutdown. Python handlers installed around it take that re-raised signal instead.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            super().run(sockets=sockets)
+            return
+        previous = {
+            sig: signal.signal(sig, _stopped_already) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            super().run(sockets=sockets)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
     def handle_exit(self, sig: int, frame: Any) -> None:
         self.end_event_streams()
         super().handle_exit(sig, frame)
@@ -61,3 +82,7 @@ class ServiceServer(uvicorn.Server):
         """Ask the server to stop (from any thread), ending event streams first."""
         self.end_event_streams()
         self.should_exit = True
+
+
+def _stopped_already(sig: int, frame: Any) -> None:
+    logger.info("stopped by signal %d", sig)
