@@ -100,7 +100,7 @@ def test_viewer_plays_annotated_video_and_receives_detections(server, browser_pa
 
     # From the index, as a person would: the key in the URL is carried to the viewer link.
     page.goto(f"{server.url}/?api_key={KEY}")
-    page.click(f'a[href^="streams/{stream_id}/view"]')
+    page.click(f'a[href*="/streams/{stream_id}/view"]')
     page.wait_for_url(f"**/streams/{stream_id}/view?api_key={KEY}")
 
     page.wait_for_function(
@@ -116,7 +116,7 @@ def test_viewer_plays_annotated_video_and_receives_detections(server, browser_pa
     box = page.locator("#video").bounding_box()
     assert box is not None and box["width"] > 0 and box["height"] > 0
     video_size = page.evaluate(
-        "[document.getElementById('video').videoWidth, document.getElementById('video').videoHeight]"
+        "(v => [v.videoWidth, v.videoHeight])(document.querySelector('video'))"
     )
     assert video_size == [160, 120]
     viewer = page.evaluate("window.viewer")
