@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from tracker.batching import DEFAULT_GATHER_WINDOW_MS
+
 VARIANTS = ("plain HF", "ours unbatched", "ours batched")
 FRAME_OFFSET = 7  # stream s starts this many frames further into the clip than stream s-1
 
@@ -267,6 +269,8 @@ def _merge(first: Any, second: Any) -> Any:
         closed_complete=first.closed_complete + second.closed_complete,
         closed_full=first.closed_full + second.closed_full,
         closed_by_window=first.closed_by_window + second.closed_by_window,
+        turnaround_s=first.turnaround_s + second.turnaround_s,
+        turnarounds=first.turnarounds + second.turnarounds,
     )
     for sizes in (first.sizes, second.sizes):
         for size, count in sizes.items():
@@ -283,7 +287,7 @@ def run_throughput_bench(
     dtype: str = "auto",
     classes: list[str],
     threshold: float = 0.0,
-    gather_window_ms: float = 5.0,
+    gather_window_ms: float = DEFAULT_GATHER_WINDOW_MS,
     max_batch: int = 8,
     overrides: dict[str, Any] | None = None,
     video: str | None = None,
@@ -417,5 +421,7 @@ def format_report(report: dict[str, Any]) -> str:
             f"all expected streams had queued {batching.closed_complete}, full "
             f"{batching.closed_full}, by the {report['gather_window_ms']:g} ms window "
             f"{batching.closed_by_window}",
+            f"stream turnaround (step done -> next frame queued): mean "
+            f"{batching.mean_turnaround_ms:.1f} ms; a window shorter than this rarely batches",
         ]
     return "\n".join(lines)

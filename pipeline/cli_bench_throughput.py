@@ -24,7 +24,12 @@ def register_bench(benches: argparse._SubParsersAction) -> None:
     parser.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16")
     parser.add_argument("--classes", default="square, circle")
     parser.add_argument("--threshold", type=float, default=0.0)
-    parser.add_argument("--gather-window-ms", type=float, default=5.0)
+    parser.add_argument(
+        "--gather-window-ms",
+        type=float,
+        default=20.0,
+        help="longest wait for streams of the previous round (tracker's default)",
+    )
     parser.add_argument("--max-batch", type=int, default=8)
     parser.add_argument(
         "--max-objects",

@@ -22,12 +22,10 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 API_KEY_ENV = "SAM3_STREAM_API_KEY"
-DEFAULT_PORT = 9001
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from pipeline.service.manager import DEFAULT_MAX_STREAMS
-    from pipeline.service.store import default_state_dir
+    from pipeline.service.defaults import DEFAULT_MAX_STREAMS, DEFAULT_PORT, default_state_dir
 
     parser = subparsers.add_parser(
         "serve",
@@ -42,7 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any)"
     )
-    parser.add_argument("--model", default="facebook/sam3", help="Hub id or local directory")
+    parser.add_argument(
+        "--model",
+        default="facebook/sam3",
+        help="Hub id or local directory (facebook/sam3 loads from $SAM3_STREAM_MODEL when set)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument(
         "--api-key",
@@ -106,6 +108,7 @@ def _run(args: argparse.Namespace) -> int:
         load_serve_config,
     )
     from pipeline.service.server import ServiceServer, bind_socket
+    from pipeline.weights import resolve_model
     from tracker import ModelLoadError, Sam3VideoTracker
 
     _check(args)
@@ -115,7 +118,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.max_objects is not None:
         overrides["max_num_objects"] = args.max_objects
     engine = ModelEngine(
-        lambda: Sam3VideoTracker.from_pretrained(args.model, device=args.device, **overrides),
+        lambda: Sam3VideoTracker.from_pretrained(
+            resolve_model(args.model), device=args.device, **overrides
+        ),
         model_name=redact(args.model),
         max_sessions=max(64, args.max_streams),
     )
@@ -127,6 +132,8 @@ def _run(args: argparse.Namespace) -> int:
             loopback_only=args.webrtc_ice == "loopback", ice_servers=tuple(args.ice_server)
         ),
     )
+    sock = bind_socket(args.host, args.port)
+    host, port = sock.getsockname()[:2]
     fatal: list[str] = []
     server: ServiceServer | None = None
 
@@ -135,14 +142,12 @@ def _run(args: argparse.Namespace) -> int:
         if server is not None:
             server.stop()
 
-    app = create_app(settings, engine=engine, config=config, on_fatal=on_fatal)
-    sock = bind_socket(args.host, args.port)
-    host, port = sock.getsockname()[:2]
-    server = ServiceServer(app)
-    if args.api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
-        logger.warning("serving on %s without an API key: anyone who can reach it can use it", host)
-    print(f"sam3-stream serve: listening on http://{host}:{port}", flush=True)
     with contextlib.closing(sock):
+        app = create_app(settings, engine=engine, config=config, on_fatal=on_fatal)
+        server = ServiceServer(app)
+        if args.api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+            logger.warning("serving on %s without an API key: anyone reaching it can use it", host)
+        print(f"sam3-stream serve: listening on http://{host}:{port}", flush=True)
         server.run(sockets=[sock])
     if fatal:
         raise ModelLoadError(fatal[0])

@@ -241,18 +241,36 @@ def iter_sse(response: httpx.Response) -> Iterator[SseEvent | str]:
 
 
 def collect_detections(
-    events: Iterator[SseEvent | str], count: int, accept: Callable[[dict], bool] = lambda _: True
+    events: Iterator[SseEvent | str],
+    count: int,
+    accept: Callable[[dict], bool] = lambda _: True,
+    *,
+    timeout: float = 90.0,
 ) -> list[dict]:
-    """Read until ``count`` detection records pass ``accept``; returns those records."""
+    """Read until ``count`` detection records pass ``accept``; returns those records.
+
+    Fails after ``timeout`` seconds (checked at every event and keep-alive, which the server
+    sends every 15 s), quoting the status events seen, so a stuck stream says why.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
     found: list[dict] = []
+    statuses: list[Any] = []
     for event in events:
         if isinstance(event, SseEvent) and event.kind == "message" and accept(event.data):
             found.append(event.data)
             if len(found) == count:
                 return found
-        if isinstance(event, SseEvent) and event.kind == "end":
+        elif isinstance(event, SseEvent) and event.kind == "status":
+            statuses.append(event.data)
+        elif isinstance(event, SseEvent) and event.kind == "end":
             break
-    raise AssertionError(f"the event stream ended after {len(found)} of {count} records")
+        if time.monotonic() > deadline:
+            break
+    raise AssertionError(
+        f"got {len(found)} of {count} records; status events: {json.dumps(statuses[-10:])}"
+    )
 
 
 class ServeProcess:

@@ -124,4 +124,4 @@ def test_viewer_plays_annotated_video_and_receives_detections(server, browser_pa
     assert viewer["last"]["video_identifier"] == stream_id
     assert viewer["last"]["objects"] and viewer["last"]["objects"][0]["class_name"] == "square"
     assert server.manager.get(stream_id).webrtc.viewers == 1
-    page.screenshot(path=str(artifacts_dir / "service-viewer.png"))
+    page.screenshot(path=str(artifacts_dir / "service-viewer.png"), full_page=True)

@@ -20,6 +20,18 @@ How a batch forms (``BackboneBatcher``):
 
 The batched pass and the slices hand-off are exact on CPU fp32 for the tiny checkpoint (a test);
 in reduced precision or on GPU, batched kernels may round differently in the last bits.
+
+Off by default (``Sam3VideoTracker.from_pretrained(batch_streams=False)``), by measurement: on the
+project's 2-core CPU with the tiny checkpoint the backbone is ~11% of a frame and batching saves
+15-25% of it (32-44 ms -> 26-30 ms per frame at 2-4 frames per pass), under 3% of a frame, below
+what that shared machine can resolve (``bench throughput`` ratios batched/unbatched 0.93-1.11 at
+2 and 4 streams). The saving that motivates it — a full-size ViT pass per camera on a GPU — has
+not been measured yet, and batched GPU kernels are not bit-identical to batch 1. Turn it on for a
+multi-camera GPU host once ``sam3-stream bench throughput`` there shows the gain.
+
+The default window is 20 ms, not a few: the measured turnaround of a stream (its step done ->
+its next frame queued: id mapping, sinks, decode, preprocess) was 9-17 ms, and a window shorter
+than that closes most batches with one frame (5 ms: 20 of 36 passes at 2 streams).
 """
 
 from __future__ import annotations
@@ -36,11 +48,11 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_GATHER_WINDOW_MS = 5.0
+DEFAULT_GATHER_WINDOW_MS = 20.0
 DEFAULT_MAX_BATCH = 8
 
 
-@dataclass
+@dataclass(eq=False)  # identity: a request holds a tensor, and `in`/`remove` must not compare it
 class _Request:
     """One stream's frame waiting for its backbone features."""
 
@@ -62,6 +74,9 @@ class BatcherStats:
         closed_complete: batches closed because every expected thread had queued.
         closed_full: batches closed at ``max_batch``.
         closed_by_window: batches closed because the gather window ran out.
+        turnaround_s: summed time from a thread ending its step to queueing its next frame
+            (postprocess, sinks, next frame, preprocess): the gather window should cover it.
+        turnarounds: how many turnarounds ``turnaround_s`` sums.
     """
 
     batches: int = 0
@@ -70,11 +85,17 @@ class BatcherStats:
     closed_complete: int = 0
     closed_full: int = 0
     closed_by_window: int = 0
+    turnaround_s: float = 0.0
+    turnarounds: int = 0
     sizes: dict[int, int] = field(default_factory=dict)
 
     @property
     def mean_batch(self) -> float:
         return self.frames / self.batches if self.batches else 0.0
+
+    @property
+    def mean_turnaround_ms(self) -> float:
+        return 1000 * self.turnaround_s / self.turnarounds if self.turnarounds else 0.0
 
 
 class BackboneBatcher:
@@ -118,6 +139,7 @@ class BackboneBatcher:
         self._leases = 0  # features handed out whose step has not finished
         self._ready_since: float | None = None
         self._previous_threads: frozenset[int] = frozenset()
+        self._released_at: dict[int, float] = {}
         self._stats = BatcherStats()
 
     def stats(self) -> BatcherStats:
@@ -151,6 +173,10 @@ class BackboneBatcher:
     def _acquire(self, pixel_values: torch.Tensor) -> Any:
         request = _Request(pixel_values, threading.get_ident())
         with self._cond:
+            released = self._released_at.pop(request.thread, None)
+            if released is not None:
+                self._stats.turnaround_s += self._clock() - released
+                self._stats.turnarounds += 1
             self._queue.append(request)
             self._cond.notify_all()
             try:
@@ -175,6 +201,9 @@ class BackboneBatcher:
     def _release(self) -> None:
         with self._cond:
             self._leases -= 1
+            if len(self._released_at) > 4096:  # threads that left without a next frame
+                self._released_at.clear()
+            self._released_at[threading.get_ident()] = self._clock()
             self._cond.notify_all()
 
     def _wait_timeout(self) -> float | None:

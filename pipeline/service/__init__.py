@@ -3,6 +3,9 @@
 ``create_app`` builds the FastAPI app; ``StreamManager`` does the work and can be used without
 HTTP; ``sam3-stream serve`` (``pipeline.cli_serve``) runs it under uvicorn.
 
+The names below are imported on first use: the CLI imports this package to register ``serve``
+and must not pay for FastAPI, aiortc and torch on every ``sam3-stream --help``.
+
 Examples:
     >>> from pipeline.service import ModelEngine, ServiceSettings, create_app  # doctest: +SKIP
     >>> engine = ModelEngine(lambda: Sam3VideoTracker.from_pretrained(), model_name="facebook/sam3")
@@ -13,42 +16,35 @@ Examples:
 
 from __future__ import annotations
 
-from pipeline.service.app import create_app
-from pipeline.service.config import ServeConfig, load_serve_config
-from pipeline.service.engine import ModelEngine
-from pipeline.service.errors import (
-    InvalidStreamError,
-    ModelNotReadyError,
-    ServiceError,
-    StreamConflictError,
-    StreamLimitError,
-    StreamNotFoundError,
-    WebRTCOfferError,
-)
-from pipeline.service.manager import StreamManager
-from pipeline.service.models import StreamInfo, StreamPatch, StreamSpec
-from pipeline.service.settings import ServiceSettings
-from pipeline.service.store import StreamStore, default_state_dir
-from pipeline.service.webrtc import IceSettings
+import importlib
+from typing import Any
 
-__all__ = [
-    "IceSettings",
-    "InvalidStreamError",
-    "ModelEngine",
-    "ModelNotReadyError",
-    "ServeConfig",
-    "ServiceError",
-    "ServiceSettings",
-    "StreamConflictError",
-    "StreamInfo",
-    "StreamLimitError",
-    "StreamManager",
-    "StreamNotFoundError",
-    "StreamPatch",
-    "StreamSpec",
-    "StreamStore",
-    "WebRTCOfferError",
-    "create_app",
-    "default_state_dir",
-    "load_serve_config",
-]
+_EXPORTS = {
+    "create_app": "pipeline.service.app",
+    "ServeConfig": "pipeline.service.config",
+    "load_serve_config": "pipeline.service.config",
+    "ModelEngine": "pipeline.service.engine",
+    "InvalidStreamError": "pipeline.service.errors",
+    "ModelNotReadyError": "pipeline.service.errors",
+    "ServiceError": "pipeline.service.errors",
+    "StreamConflictError": "pipeline.service.errors",
+    "StreamLimitError": "pipeline.service.errors",
+    "StreamNotFoundError": "pipeline.service.errors",
+    "WebRTCOfferError": "pipeline.service.errors",
+    "StreamManager": "pipeline.service.manager",
+    "StreamInfo": "pipeline.service.models",
+    "StreamPatch": "pipeline.service.models",
+    "StreamSpec": "pipeline.service.models",
+    "ServiceSettings": "pipeline.service.settings",
+    "StreamStore": "pipeline.service.store",
+    "default_state_dir": "pipeline.service.defaults",
+    "IceSettings": "pipeline.service.webrtc",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'pipeline.service' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

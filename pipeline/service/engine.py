@@ -16,6 +16,7 @@ from typing import Any
 
 from pipeline.redact import redact
 from pipeline.service.errors import ModelNotReadyError
+from pipeline.service.shared_registry import InFlightRegistry
 from tracker import SessionRegistry
 
 logger = logging.getLogger(__name__)
@@ -25,65 +26,6 @@ IDLE_WAIT_S = 30.0
 
 TrackerLoader = Callable[[], Any]
 """Returns a loaded ``Sam3VideoTracker`` (or a stand-in with the same interface)."""
-
-
-class InFlightRegistry:
-    """The shared ``SessionRegistry`` as pipelines see it, counting frames inside the model.
-
-    A terminated pipeline leaves a frame that is already inside the model to finish on its own.
-    If the process exits meanwhile, torch's thread pool is torn down under that thread and the
-    C++ runtime aborts the process (exit 134, "terminate called without an active exception").
-    So shutdown waits here, after every pipeline was told to stop, until no frame is in flight.
-    """
-
-    def __init__(self, registry: SessionRegistry) -> None:
-        self._registry = registry
-        self._idle = threading.Condition()
-        self._in_flight: dict[str, int] = {}
-
-    @property
-    def tracker(self) -> Any:
-        return self._registry.tracker
-
-    def process(self, image: Any, *, video_identifier: str, **kwargs: Any) -> Any:
-        with self._idle:
-            self._in_flight[video_identifier] = self._in_flight.get(video_identifier, 0) + 1
-        try:
-            return self._registry.process(image, video_identifier=video_identifier, **kwargs)
-        finally:
-            with self._idle:
-                self._in_flight[video_identifier] -= 1
-                if not self._in_flight[video_identifier]:
-                    del self._in_flight[video_identifier]
-                self._idle.notify_all()
-
-    def wait_idle(self, timeout: float, video_identifier: str | None = None) -> bool:
-        """Block until no frame (of ``video_identifier``, or at all) is inside the model.
-
-        Returns False if ``timeout`` passed first.
-        """
-        with self._idle:
-            if video_identifier is None:
-                return self._idle.wait_for(lambda: not self._in_flight, timeout)
-            return self._idle.wait_for(lambda: video_identifier not in self._in_flight, timeout)
-
-    def close(self, video_identifier: str) -> None:
-        self._registry.close(video_identifier)
-
-    def close_all(self) -> None:
-        self._registry.close_all()
-
-    def reset(self, video_identifier: str) -> None:
-        self._registry.reset(video_identifier)
-
-    def identifiers(self) -> list[str]:
-        return self._registry.identifiers()
-
-    def stats(self, video_identifier: str) -> Any:
-        return self._registry.stats(video_identifier)
-
-    def __len__(self) -> int:
-        return len(self._registry)
 
 
 class ModelEngine:
@@ -168,17 +110,10 @@ class ModelEngine:
         return len(self._registry) if self._registry is not None else 0
 
     def session_bytes(self) -> dict[str, int]:
-        """Approximate bytes held per open session, by video_identifier."""
-        registry = self._registry
-        if registry is None:
+        """Approximate bytes held per open session, by video_identifier (never blocks on one)."""
+        if self._registry is None:
             return {}
-        held = {}
-        for video_identifier in registry.identifiers():
-            try:
-                held[video_identifier] = registry.stats(video_identifier).bytes_held
-            except KeyError:  # closed between the listing and the lookup
-                continue
-        return held
+        return {name: stats.bytes_held for name, stats in self._registry.cached_stats().items()}
 
     def close(self, timeout: float = IDLE_WAIT_S) -> None:
         """After every pipeline was terminated: wait for the model to be idle, free all sessions."""

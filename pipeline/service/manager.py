@@ -26,6 +26,7 @@ from aiortc.contrib.media import MediaRelay
 
 from pipeline.errors import ConfigError, SourceError
 from pipeline.redact import redact
+from pipeline.service.defaults import DEFAULT_MAX_STREAMS
 from pipeline.service.engine import ModelEngine
 from pipeline.service.errors import (
     InvalidStreamError,
@@ -49,7 +50,6 @@ PipelineFactory = Callable[..., Any]
 
 Origin = Literal["api", "config"]
 
-DEFAULT_MAX_STREAMS = 16
 STOP_TIMEOUT_S = 10.0
 """How long ``delete`` waits for a terminated pipeline to wind down before moving on."""
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.service.defaults import DEFAULT_MAX_STREAMS
 from pipeline.service.events import DEFAULT_MAX_EVENTS
-from pipeline.service.manager import DEFAULT_MAX_STREAMS
 from pipeline.service.webrtc import IceSettings
 
 

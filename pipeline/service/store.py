@@ -6,7 +6,8 @@ after a restart: the file is created readable by its owner only (0600, directory
 
 Examples:
     >>> import tempfile
-    >>> from pipeline.redact import redact
+    >>> from pipeline.errors import ConfigError
+from pipeline.redact import redact
 from pipeline.service.models import StreamSpec
     >>> store = StreamStore(tempfile.mkdtemp())
     >>> store.put(StoredStream.new("cam1", StreamSpec(source="testpattern", classes=["person"])))
@@ -27,19 +28,17 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from pipeline.errors import ConfigError
 from pipeline.redact import redact
+from pipeline.service.defaults import default_state_dir
 from pipeline.service.models import StreamSpec
+
+__all__ = ["StoredStream", "StreamStore", "default_state_dir"]
 
 logger = logging.getLogger(__name__)
 
 DATABASE_NAME = "streams.sqlite3"
 SCHEMA_VERSION = 1
-
-
-def default_state_dir() -> Path:
-    """``$XDG_DATA_HOME/sam3-stream``, else ``~/.local/share/sam3-stream`` (the XDG default)."""
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local/share")
-    return Path(base) / "sam3-stream"
 
 
 @dataclass(frozen=True)
@@ -64,23 +63,34 @@ class StreamStore:
     """
 
     def __init__(self, state_dir: str | os.PathLike[str]) -> None:
+        """Open (or create) the store.
+
+        Raises:
+            ConfigError: the directory or database cannot be created or opened.
+        """
         self.state_dir = Path(state_dir).expanduser()
-        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = self.state_dir / DATABASE_NAME
-        if not self.path.exists():
-            # Created with owner-only permissions before SQLite writes a byte of it.
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         self._lock = threading.Lock()
-        self._connection = sqlite3.connect(self.path, check_same_thread=False)
-        with self._lock, self._connection:
-            self._connection.execute(
-                "CREATE TABLE IF NOT EXISTS streams ("
-                " id TEXT PRIMARY KEY,"
-                " spec TEXT NOT NULL,"
-                " paused INTEGER NOT NULL DEFAULT 0,"
-                " created_at TEXT NOT NULL)"
-            )
-            self._connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not self.path.exists():
+                # Created with owner-only permissions before SQLite writes a byte of it.
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            self._connection = sqlite3.connect(self.path, check_same_thread=False)
+            with self._connection:
+                self._connection.execute(
+                    "CREATE TABLE IF NOT EXISTS streams ("
+                    " id TEXT PRIMARY KEY,"
+                    " spec TEXT NOT NULL,"
+                    " paused INTEGER NOT NULL DEFAULT 0,"
+                    " created_at TEXT NOT NULL)"
+                )
+                self._connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except (OSError, sqlite3.Error) as error:
+            raise ConfigError(
+                f"cannot use state directory {str(self.state_dir)!r} ({error}): choose a writable "
+                "one with --state-dir"
+            ) from None
 
     def put(self, stream: StoredStream) -> None:
         """Insert or replace the row of ``stream.id``."""
