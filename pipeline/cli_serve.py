@@ -71,6 +71,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="objects tracked per stream at most (SAM3's max_num_objects)",
     )
     parser.add_argument(
+        "--batch-streams",
+        action="store_true",
+        help="run the vision backbone once for all streams with a frame ready "
+        "(tracker.batching; measure with `sam3-stream bench throughput` first)",
+    )
+    parser.add_argument(
         "--webrtc-ice",
         choices=("host", "loopback"),
         default="host",
@@ -114,7 +120,7 @@ def _run(args: argparse.Namespace) -> int:
     _check(args)
     config = load_serve_config(args.config) if args.config else None
     install_log_redaction()
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any] = {"batch_streams": args.batch_streams}
     if args.max_objects is not None:
         overrides["max_num_objects"] = args.max_objects
     engine = ModelEngine(

@@ -14,6 +14,7 @@ _VERB_MODULES = [
     "pipeline.cli_demo",
     "pipeline.cli_run",
     "pipeline.cli_bench",
+    "pipeline.cli_serve",
 ]
 
 

@@ -245,3 +245,47 @@ def test_lost_objects_are_evicted_and_ids_never_reused():
     assert stats.objects_evicted == 1 and stand_in.sessions[0].removed == [0]
     # "a" comes back at frame 12 as a new object with a new id, never 1 again
     assert sorted(seen[12]) == [2, 3]
+
+
+class _BlockingTracker(ScriptedTracker):
+    """Scripted stand-in whose step waits until the test lets it finish (a frame in flight)."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda n: ["a"])
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def step(self, session, rgb, frame_idx):
+        self.entered.set()
+        assert self.release.wait(30)
+        return super().step(session, rgb, frame_idx)
+
+
+def test_close_and_stats_during_a_frame_in_flight_neither_break_nor_wait_for_it():
+    stand_in = _BlockingTracker()
+    registry = SessionRegistry(stand_in)
+    frame = np.zeros((8, 8, 3), np.uint8)
+    stand_in.release.set()
+    registry.process(frame, video_identifier="busy", frame_id=0, class_names="a")
+    stand_in.release.clear()
+    stand_in.entered.clear()
+    outcome: dict[str, object] = {}
+
+    def in_flight() -> None:
+        try:
+            outcome["detections"] = registry.process(
+                frame, video_identifier="busy", frame_id=1, class_names="a"
+            )
+        except BaseException as error:  # reported below
+            outcome["error"] = error
+
+    worker = threading.Thread(target=in_flight)
+    worker.start()
+    assert stand_in.entered.wait(30)
+    assert registry.stats("busy").frames_processed == 1  # answered while the frame is in flight
+    registry.close("busy")
+    stand_in.release.set()
+    worker.join(30)
+    assert "error" not in outcome and len(outcome["detections"]) == 1
+    again = registry.process(frame, video_identifier="busy", frame_id=2, class_names="a")
+    assert again.tracker_id.min() > outcome["detections"].tracker_id.max()

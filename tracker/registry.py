@@ -222,7 +222,9 @@ class SessionRegistry:
             self._expire_idle(self._clock())
 
     def stats(self, video_identifier: str) -> SessionStats:
-        """Statistics of one identifier's session.
+        """Statistics of one identifier's session, as of its last finished frame.
+
+        Does not wait for a frame in flight: a busy stream must not stall status or metrics.
 
         Raises:
             KeyError: the identifier has no open session.
@@ -231,5 +233,4 @@ class SessionRegistry:
             session = self._sessions.get(video_identifier)
         if session is None:
             raise KeyError(f"no session for video_identifier {video_identifier!r}")
-        with self._session_locks[video_identifier]:
-            return session.stats()
+        return session.stats()

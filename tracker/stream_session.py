@@ -76,6 +76,7 @@ class StreamSession:
         self._hf_session: Any = None
         self._frame_idx = 0
         self._global_ids: dict[int, int] = {}
+        self._held: tuple[int, int, int] = (0, 0, 0)
         self._last_seen: dict[int, int] = {}
 
     @property
@@ -104,24 +105,31 @@ class StreamSession:
         self._last_seen.clear()
 
     def step(self, rgb: np.ndarray, threshold: float) -> sv.Detections:
-        """Run one RGB frame, prune, evict, map ids and filter by ``threshold``."""
+        """Run one RGB frame, prune, evict, map ids and filter by ``threshold``.
+
+        The HF session is held in a local for the whole step: a concurrent ``close()`` (idle
+        expiry, LRU, the service deleting a stream) drops the session for the *next* frame
+        and never breaks the one in flight.
+        """
         if self._hf_session is None:
             self.reseed(self.class_names, "no session", count=False)
+        hf_session = self._hf_session
         idx = self._frame_idx
-        result = self.tracker.step(self._hf_session, rgb, idx)
+        result = self.tracker.step(hf_session, rgb, idx)
         self._frame_idx += 1
         self.frames_processed += 1
         self.tracker.prune(
-            self._hf_session,
+            hf_session,
             idx,
             memory_frames=self.memory_frames,
             max_conditioning_frames=self.max_conditioning_frames,
         )
         for obj_id in result.object_ids.tolist():
             self._last_seen[obj_id] = idx
-        self._evict_lost(idx)
+        self._evict_lost(hf_session, idx)
         if self._frame_idx >= self.rebase_at:
-            self._rebase()
+            self._rebase(hf_session)
+        self._snapshot(hf_session)
 
         keep = result.scores >= threshold
         local_ids = result.object_ids[keep]
@@ -151,7 +159,7 @@ class StreamSession:
             global_id = self._global_ids[local_id] = self.highest_tracker_id
         return global_id
 
-    def _evict_lost(self, idx: int) -> None:
+    def _evict_lost(self, hf_session: Any, idx: int) -> None:
         """Remove objects unseen for ``lost_object_frames`` frames from the HF session.
 
         Without this the tracker runs every object ever seen on every frame, so per-frame time
@@ -159,30 +167,35 @@ class StreamSession:
         """
         if not self.lost_object_frames:
             return
-        live = getattr(self._hf_session, "obj_ids", [])
+        live = getattr(hf_session, "obj_ids", [])
         for obj_id in list(live):
             last = self._last_seen.setdefault(obj_id, idx)
             if idx - last >= self.lost_object_frames:
-                self.tracker.remove_object(self._hf_session, obj_id)
+                self.tracker.remove_object(hf_session, obj_id)
                 self._last_seen.pop(obj_id, None)
                 self.objects_evicted += 1
         for obj_id in [o for o in self._last_seen if o not in live]:
             self._last_seen.pop(obj_id, None)
 
-    def _rebase(self) -> None:
+    def _rebase(self, hf_session: Any) -> None:
         multiple = self.tracker.rebase_multiple
         keep = max(self.memory_frames + 1, min(REBASE_KEEP, self.rebase_at // 2))
         offset = (self._frame_idx - keep) // multiple * multiple
         if offset <= 0:
             return
-        self.tracker.rebase(self._hf_session, offset)
+        self.tracker.rebase(hf_session, offset)
         self._frame_idx -= offset
         self._last_seen = {obj: seen - offset for obj, seen in self._last_seen.items()}
 
+    def _snapshot(self, hf_session: Any) -> None:
+        """Measure what the session holds now, while no frame is changing it."""
+        self._held = self.tracker.held(hf_session)
+
     def stats(self) -> SessionStats:
-        frames_held = objects_live = bytes_held = 0
-        if self._hf_session is not None:
-            frames_held, objects_live, bytes_held = self.tracker.held(self._hf_session)
+        """Statistics as of the last finished frame; never waits for a frame in flight."""
+        frames_held, objects_live, bytes_held = (
+            self._held if self._hf_session is not None else (0, 0, 0)
+        )
         return SessionStats(
             frames_processed=self.frames_processed,
             frames_held=frames_held,
