@@ -418,6 +418,14 @@ class VideoSource(ABC):
             )
         return self._stopping
 
+    def _gives_up(self, failures_in_a_row: int) -> bool:
+        """True, with the state set to ERROR, once ``max_reconnect_attempts`` is exceeded."""
+        limit = self.options.max_reconnect_attempts
+        if limit is not None and failures_in_a_row > limit:
+            self._set_link(SourceState.ERROR, f"gave up after {failures_in_a_row} failed attempts")
+            return True
+        return False
+
     def _sleep(self, seconds: float) -> bool:
         """Sleep that ``stop()`` interrupts; True when the source is stopping."""
         return self._stop_event.wait(max(0.0, seconds))

@@ -113,11 +113,7 @@ class LiveStreamSource(VideoSource):
             if self._paused:
                 continue
             failures_in_a_row += 1
-            limit = self.options.max_reconnect_attempts
-            if limit is not None and failures_in_a_row > limit:
-                self._set_link(
-                    SourceState.ERROR, f"gave up after {failures_in_a_row} failed attempts"
-                )
+            if self._gives_up(failures_in_a_row):
                 return
             delay = backoff.next_delay()
             logger.info("%s: next attempt in %.2f s", self.reference, delay)
