@@ -135,8 +135,9 @@ def run_session_bench(
     """Run both variants in spawned processes; return their samples."""
     context = multiprocessing.get_context("spawn")
     results: dict[str, list[Sample]] = {}
-    with context.Pool(1) as pool:
-        for variant in ("plain", "ours"):
+    for variant in ("plain", "ours"):
+        # A fresh process per variant: RSS must not carry the other variant's memory.
+        with context.Pool(1) as pool:
             results[variant] = pool.apply(
                 _variant, (variant, model, device, overrides, frames, interval, classes)
             )
