@@ -93,14 +93,15 @@ class RecordingServer:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                self.send_response(recorder.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                # Record before answering: once the sink sees the response, the body is here.
                 with recorder.received:
                     if recorder.status < 300:
                         recorder.bodies.append(json.loads(body))
                         recorder.headers.append(dict(self.headers))
                     recorder.received.notify_all()
+                self.send_response(recorder.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def log_message(self, *args: object) -> None:
                 pass
