@@ -131,24 +131,20 @@ class StreamSession:
             self._rebase(hf_session)
         self._snapshot(hf_session)
 
-        keep = result.scores >= threshold
-        local_ids = result.object_ids[keep]
-        global_ids = np.array([self._global_id(int(i)) for i in local_ids], dtype=np.int64)
-        masks = result.masks[keep]
-        non_empty = masks.reshape(len(masks), -1).any(axis=1) if len(masks) else keep[keep]
-        if not non_empty.all():
-            masks = masks[non_empty]
-            global_ids = global_ids[non_empty]
-        prompts = [p for p, k in zip(result.prompts, keep, strict=True) if k]
-        prompts = [p for p, k in zip(prompts, non_empty, strict=True) if k]
-        if len(masks) == 0:
+        # (N,) objects above the threshold with a non-empty mask; ids are allocated only for them
+        keep = (result.scores >= threshold) & result.masks.reshape(len(result.masks), -1).any(
+            axis=1
+        )
+        if not keep.any():
             return empty_detections()
         return to_detections(
-            masks=masks,
-            confidence=result.scores[keep][non_empty],
-            tracker_score=result.tracker_scores[keep][non_empty],
-            tracker_ids=global_ids,
-            class_names_per_object=prompts,
+            masks=result.masks[keep],
+            confidence=result.scores[keep],
+            tracker_score=result.tracker_scores[keep],
+            tracker_ids=np.array(
+                [self._global_id(int(i)) for i in result.object_ids[keep]], dtype=np.int64
+            ),
+            class_names_per_object=[p for p, k in zip(result.prompts, keep, strict=True) if k],
             class_names=self.class_names,
         )
 
