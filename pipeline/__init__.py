@@ -11,19 +11,19 @@ from typing import TYPE_CHECKING, Any
 from pipeline.video_frame import VideoFrame
 
 if TYPE_CHECKING:
-    from pipeline.inference_pipeline import InferencePipeline
-    from pipeline.status import StatusUpdate
+    from pipeline.loop.inference_pipeline import InferencePipeline
+    from pipeline.loop.status import StatusUpdate
 
 __all__ = ["InferencePipeline", "StatusUpdate", "VideoFrame"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "InferencePipeline":
-        from pipeline.inference_pipeline import InferencePipeline
+        from pipeline.loop.inference_pipeline import InferencePipeline
 
         return InferencePipeline
     if name == "StatusUpdate":
-        from pipeline.status import StatusUpdate
+        from pipeline.loop.status import StatusUpdate
 
         return StatusUpdate
     raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

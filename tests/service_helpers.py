@@ -276,7 +276,7 @@ def collect_detections(
 class ServeProcess:
     """``sam3-stream serve`` in a subprocess: started, awaited by its own output, stopped by signal.
 
-    Runs ``python -m pipeline.cli_serve serve ...`` (the verb alone, as the CLI registers it).
+    Runs ``python -m pipeline.cli.serve serve ...`` (the verb alone, as the CLI registers it).
     Readiness is the server's own ``ready:`` log line, read from stderr; no polling.
     """
 
@@ -289,7 +289,7 @@ class ServeProcess:
         self._lines: queue.Queue[str | None] = queue.Queue()
         self.output: list[str] = []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli_serve", "serve", "--port", "0", *args],
+            [sys.executable, "-m", "pipeline.cli.serve", "serve", "--port", "0", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -12,7 +12,7 @@ def test_bench_session_reports_both_variants_and_ratios(tiny_model_dir):
         [
             sys.executable,
             "-m",
-            "pipeline.cli",
+            "pipeline.cli.main",
             "bench",
             "session",
             "--model",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.cli import main
+from pipeline.cli.main import main
 
 
 def test_bench_throughput_prints_rates_ratios_and_stages(tiny_model_dir, capsys):

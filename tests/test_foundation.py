@@ -18,7 +18,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 def _cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
+        [sys.executable, "-m", "pipeline.cli.main", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -100,7 +100,7 @@ def test_uncached_hub_weights_say_how_to_get_them():
 def test_pyproject_declares_the_distribution_and_console_script():
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert data["project"]["name"] == "sam3-stream"
-    assert data["project"]["scripts"]["sam3-stream"] == "pipeline.cli:main"
+    assert data["project"]["scripts"]["sam3-stream"] == "pipeline.cli.main:main"
     deps = " ".join(data["project"]["dependencies"])
     for name in ("transformers", "torch", "torchvision", "av", "opencv-python", "supervision"):
         assert name in deps
@@ -128,7 +128,7 @@ def test_dockerfile_runs_serve_as_non_root_with_healthcheck():
 def test_sample_clip_decodes_to_the_frames_written(tmp_path):
     import av
 
-    from pipeline.sample_clip import write_sample_clip
+    from pipeline.sources.sample_clip import write_sample_clip
 
     path = write_sample_clip(tmp_path / "s.mp4", frames=12, fps=10, width=160, height=120)
     with av.open(str(path)) as container:

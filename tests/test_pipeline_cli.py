@@ -1,8 +1,8 @@
 """``sam3-stream run`` / ``demo`` / ``bench latency`` and the YAML configs.
 
 Errors a user can make (a bad flag, a bad config field, a bad reference) are checked in-process
-through ``pipeline.cli.main``, which is what the console script calls; the few tests that need a
-real process (signals, the demo's console script, exit codes) run one.
+through ``pipeline.cli.main.main``, which is what the console script calls; the few tests that
+need a real process (signals, the demo's console script, exit codes) run one.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import av
 import pytest
 import yaml
 
-from pipeline.cli import main
-from pipeline.config import SourceOptionsConfig, load_config, parse_config
+from pipeline.cli.main import main
+from pipeline.config.run_config import SourceOptionsConfig, load_config, parse_config
 from pipeline.errors import ConfigError
 from pipeline.sources import SourceOptions
 from tests.pipeline_helpers import wait_until
@@ -34,7 +34,7 @@ CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
 def _console_script() -> list[str]:
     script = Path(sys.executable).with_name("sam3-stream")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "pipeline.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "pipeline.cli.main"]
 
 
 def _offline_env() -> dict[str, str]:

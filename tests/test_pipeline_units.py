@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.dispatch import Dispatch, DispatchQueue
 from pipeline.errors import ConfigError
-from pipeline.identifiers import claim_identifiers, release_identifiers
-from pipeline.progress import ProgressReporter, format_file_progress, format_live_status
+from pipeline.loop.dispatch import Dispatch, DispatchQueue
+from pipeline.loop.identifiers import claim_identifiers, release_identifiers
+from pipeline.loop.progress import ProgressReporter, format_file_progress, format_live_status
+from pipeline.loop.status import LatencyWindow, SourceMetrics, StatusUpdate, UpdateSeverity
 from pipeline.sources import RoundRobinReader, make_sources
-from pipeline.status import LatencyWindow, SourceMetrics, StatusUpdate, UpdateSeverity
 from pipeline.video_frame import VideoFrame
-from pipeline.weights import MODEL_ENV, resolve_model
 from tests.sources_helpers import write_test_clip
+from tracker.weights import MODEL_ENV, resolve_model
 
 pytestmark = pytest.mark.timeout(60)
 

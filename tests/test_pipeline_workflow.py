@@ -20,8 +20,8 @@ import supervision as sv
 
 import sinks
 from pipeline import InferencePipeline
+from pipeline.compat.workflow import WorkflowError, compile_workflow
 from pipeline.errors import ConfigError
-from pipeline.workflow import WorkflowError, compile_workflow
 from tests.pipeline_helpers import RecordingSink, StandInModel
 from tests.sources_helpers import write_test_clip
 

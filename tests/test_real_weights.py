@@ -41,7 +41,7 @@ requires_real_weights = pytest.mark.skipif(
 def test_real_sam3_finds_and_keeps_the_sample_square():
     import torch
 
-    from pipeline.sample_clip import sample_frame
+    from pipeline.sources.sample_clip import sample_frame
     from tracker import Sam3VideoTracker, SessionRegistry
 
     device = "cuda" if torch.cuda.is_available() else "cpu"

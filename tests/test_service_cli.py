@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from pipeline.cli_serve import main
+from pipeline.cli.serve import main
 
 
 def _serve(capsys, *args: str) -> tuple[int, str]:

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from pipeline.sample_clip import write_sample_clip
 from pipeline.service import ModelEngine, ServiceSettings, create_app
+from pipeline.sources.sample_clip import write_sample_clip
 from tests.service_helpers import (
     RunningServer,
     SseEvent,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import httpx
 
-from pipeline.sample_clip import write_sample_clip
 from pipeline.service import StreamStore
+from pipeline.sources.sample_clip import write_sample_clip
 from tests.service_helpers import ServeProcess, collect_detections, iter_sse
 
 KEY = "restart-test-key"

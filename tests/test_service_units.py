@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import supervision as sv
 
+from pipeline.config.serve_config import load_serve_config
 from pipeline.errors import ConfigError
 from pipeline.service.auth import key_matches, supplied_key
-from pipeline.service.config import load_serve_config
-from pipeline.service.events import EventHub
 from pipeline.service.metrics import ServiceMetrics, StreamSnapshot
 from pipeline.service.models import StreamPatch, StreamSpec
 from pipeline.service.payloads import jsonable
 from pipeline.service.shared_registry import InFlightRegistry
+from pipeline.service.sse import EventHub
 from pipeline.service.store import StoredStream, StreamStore
 from pipeline.service.webrtc import keep_loopback_candidates
 from tests.service_helpers import ScriptedPipeline

@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from pipeline.backoff import Backoff
-from pipeline.buffers import BlockingFrameBuffer, FrameNotifier, FreshestFrameBuffer
 from pipeline.errors import ConfigError
+from pipeline.sources.backoff import Backoff
+from pipeline.sources.buffers import BlockingFrameBuffer, FrameNotifier, FreshestFrameBuffer
 
 
 def test_freshest_buffer_keeps_only_the_newest_frame_and_counts_the_rest() -> None:

@@ -1,7 +1,7 @@
 """The HTTP service: many streams on one SAM3 model, live events, a WebRTC viewer.
 
 ``create_app`` builds the FastAPI app; ``StreamManager`` does the work and can be used without
-HTTP; ``sam3-stream serve`` (``pipeline.cli_serve``) runs it under uvicorn.
+HTTP; ``sam3-stream serve`` (``pipeline.cli.serve``) runs it under uvicorn.
 
 The names below are imported on first use: the CLI imports this package to register ``serve``
 and must not pay for FastAPI, aiortc and torch on every ``sam3-stream --help``.
@@ -21,16 +21,16 @@ from typing import Any
 
 _EXPORTS = {
     "create_app": "pipeline.service.app",
-    "ServeConfig": "pipeline.service.config",
-    "load_serve_config": "pipeline.service.config",
+    "ServeConfig": "pipeline.config.serve_config",
+    "load_serve_config": "pipeline.config.serve_config",
     "ModelEngine": "pipeline.service.engine",
-    "InvalidStreamError": "pipeline.service.errors",
-    "ModelNotReadyError": "pipeline.service.errors",
-    "ServiceError": "pipeline.service.errors",
-    "StreamConflictError": "pipeline.service.errors",
-    "StreamLimitError": "pipeline.service.errors",
-    "StreamNotFoundError": "pipeline.service.errors",
-    "WebRTCOfferError": "pipeline.service.errors",
+    "InvalidStreamError": "pipeline.service.api_errors",
+    "ModelNotReadyError": "pipeline.service.api_errors",
+    "ServiceError": "pipeline.service.api_errors",
+    "StreamConflictError": "pipeline.service.api_errors",
+    "StreamLimitError": "pipeline.service.api_errors",
+    "StreamNotFoundError": "pipeline.service.api_errors",
+    "WebRTCOfferError": "pipeline.service.api_errors",
     "StreamManager": "pipeline.service.manager",
     "StreamInfo": "pipeline.service.models",
     "StreamPatch": "pipeline.service.models",

@@ -27,12 +27,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pipeline.config.serve_config import ServeConfig
 from pipeline.redact import redact
+from pipeline.service.api_errors import InvalidStreamError, ModelNotReadyError, ServiceError
 from pipeline.service.auth import ApiKeyMiddleware
-from pipeline.service.config import ServeConfig
 from pipeline.service.engine import ModelEngine
-from pipeline.service.errors import InvalidStreamError, ModelNotReadyError, ServiceError
-from pipeline.service.events import sse_lines
 from pipeline.service.manager import PipelineFactory, StreamManager, default_pipeline_factory
 from pipeline.service.metrics import ServiceMetrics
 from pipeline.service.models import (
@@ -48,6 +47,7 @@ from pipeline.service.models import (
 )
 from pipeline.service.pages import index_page, viewer_page
 from pipeline.service.settings import ServiceSettings
+from pipeline.service.sse import sse_lines
 from pipeline.service.store import StreamStore
 from pipeline.service.webrtc import use_loopback_host_candidates
 

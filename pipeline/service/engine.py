@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pipeline.redact import redact
-from pipeline.service.errors import ModelNotReadyError
+from pipeline.service.api_errors import ModelNotReadyError
 from pipeline.service.shared_registry import InFlightRegistry
 from tracker import SessionRegistry
 

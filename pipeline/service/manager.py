@@ -4,7 +4,7 @@ One manager per server. It owns the streams (one ``InferencePipeline`` each, all
 one tracker and one session registry), enforces the stream limit, persists API-created streams in
 the store, and starts the config and stored streams at boot. Every method a route calls is
 synchronous and thread-safe (routes run them in the threadpool); user mistakes raise the typed
-errors of ``pipeline.service.errors``.
+errors of ``pipeline.service.api_errors``.
 
 Stream lifecycle: ``create`` builds sinks, SSE hub, WebRTC publisher and pipeline, starts it, then
 stores the definition; ``delete`` stops the pipeline, closes every client and sink, frees the
@@ -26,19 +26,19 @@ from aiortc.contrib.media import MediaRelay
 
 from pipeline.errors import ConfigError, SourceError
 from pipeline.redact import redact
-from pipeline.service.defaults import DEFAULT_MAX_STREAMS
-from pipeline.service.engine import ModelEngine
-from pipeline.service.errors import (
+from pipeline.service.api_errors import (
     InvalidStreamError,
     StreamConflictError,
     StreamLimitError,
     StreamNotFoundError,
 )
-from pipeline.service.events import DEFAULT_MAX_EVENTS, EventHub
+from pipeline.service.defaults import DEFAULT_MAX_STREAMS
+from pipeline.service.engine import ModelEngine
 from pipeline.service.metrics import ServiceMetrics, StreamSnapshot
 from pipeline.service.models import ConfiguredStream, StreamInfo, StreamPatch, StreamSpec
 from pipeline.service.outputs import StreamOutputs
 from pipeline.service.payloads import jsonable
+from pipeline.service.sse import DEFAULT_MAX_EVENTS, EventHub
 from pipeline.service.store import StoredStream, StreamStore
 from pipeline.service.webrtc import IceSettings, WebRTCPublisher
 from sinks import Sink, SinkSpecError, parse_sink_spec
@@ -56,7 +56,7 @@ STOP_TIMEOUT_S = 10.0
 
 def default_pipeline_factory(*args: Any, **kwargs: Any) -> Any:
     """``pipeline.InferencePipeline.init``, imported on first use (it pulls in the sources)."""
-    from pipeline.inference_pipeline import InferencePipeline
+    from pipeline.loop.inference_pipeline import InferencePipeline
 
     return InferencePipeline.init(*args, **kwargs)
 

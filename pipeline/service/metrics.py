@@ -68,7 +68,7 @@ def latency_quantiles(source: Mapping[str, Any]) -> Iterator[tuple[str, str, flo
     """``(stage, quantile, seconds)`` from a source's ``latency_s`` entry.
 
     The pipeline reports ``latency_s`` as ``{stage: {"p50": s, "p95": s, "max": s, "count": n}}``
-    (``pipeline.status``); the percentiles become ``quantile="0.5"`` / ``"0.95"`` samples.
+    (``pipeline.loop.status``); the percentiles become ``quantile="0.5"`` / ``"0.95"`` samples.
     """
     latency = source.get("latency_s")
     if not isinstance(latency, Mapping):

@@ -15,8 +15,8 @@ from typing import Any
 
 import supervision as sv
 
-from pipeline.service.events import EventHub
 from pipeline.service.metrics import ServiceMetrics
+from pipeline.service.sse import EventHub
 from pipeline.service.webrtc import WebRTCPublisher
 from sinks import Sink, multi_sink
 

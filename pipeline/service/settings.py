@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.service.defaults import DEFAULT_MAX_STREAMS
-from pipeline.service.events import DEFAULT_MAX_EVENTS
+from pipeline.service.sse import DEFAULT_MAX_EVENTS
 from pipeline.service.webrtc import IceSettings
 
 

@@ -48,7 +48,7 @@ from aiortc import (
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError
 
-from pipeline.service.errors import WebRTCOfferError
+from pipeline.service.api_errors import WebRTCOfferError
 from pipeline.service.models import WebRTCOffer
 from sinks.annotate import annotate
 from sinks.serialize import dumps, frame_record

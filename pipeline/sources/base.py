@@ -37,8 +37,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from pipeline.buffers import BlockingFrameBuffer, FrameNotifier, FreshestFrameBuffer
 from pipeline.redact import redact
+from pipeline.sources.buffers import BlockingFrameBuffer, FrameNotifier, FreshestFrameBuffer
 from pipeline.sources.options import SourceOptions
 from pipeline.video_frame import VideoFrame
 

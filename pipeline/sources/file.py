@@ -11,9 +11,9 @@ from typing import Any
 
 import av
 
-from pipeline.buffers import BlockingFrameBuffer, FrameNotifier, FreshestFrameBuffer
 from pipeline.errors import SourceError
 from pipeline.sources.base import SourceState, VideoSource
+from pipeline.sources.buffers import BlockingFrameBuffer, FrameNotifier, FreshestFrameBuffer
 from pipeline.video_frame import VideoFrame
 
 logger = logging.getLogger(__name__)

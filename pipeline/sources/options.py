@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.backoff import Backoff
 from pipeline.errors import ConfigError
+from pipeline.sources.backoff import Backoff
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class SourceOptions:
         max_reconnect_attempts: live sources: give up (ERROR) after this many failed attempts in
             a row; None retries forever.
         backoff_initial_s / backoff_max_s / backoff_jitter: the reconnect delays (see
-            ``pipeline.backoff.Backoff``).
+            ``pipeline.sources.backoff.Backoff``).
         file_buffer_frames: files: decoded frames held ahead of the consumer.
         rtsp_transport: "tcp" (default: no packet loss on busy networks) or "udp".
         decoder_threads: 0 lets FFmpeg choose; live streams use slice threading only, because

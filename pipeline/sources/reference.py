@@ -27,10 +27,10 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from pipeline.buffers import FrameNotifier
 from pipeline.errors import SourceError
 from pipeline.redact import redact
 from pipeline.sources.base import StateListener, VideoSource
+from pipeline.sources.buffers import FrameNotifier
 from pipeline.sources.file import FileSource
 from pipeline.sources.live import LIVE_SCHEMES, LiveStreamSource
 from pipeline.sources.options import SourceOptions

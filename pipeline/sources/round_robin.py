@@ -17,9 +17,9 @@ import logging
 import time
 from collections.abc import Sequence
 
-from pipeline.buffers import FrameNotifier
 from pipeline.errors import ConfigError
 from pipeline.sources.base import VideoSource
+from pipeline.sources.buffers import FrameNotifier
 from pipeline.video_frame import VideoFrame
 
 logger = logging.getLogger(__name__)

@@ -1,9 +1,9 @@
 """``sam3-stream run``: track concepts in files, cameras and streams, results to sinks.
 
 Either flags (``--source`` repeatable, ``--classes``, ``--sink`` repeatable, ...) or ``--config
-FILE`` (YAML, see ``pipeline.config``); flags given with ``--config`` override its fields. Every
-value goes through the same pydantic model, so a bad flag and a bad config field get the same
-one-line error, naming the flag or the field, and exit code 2.
+FILE`` (YAML, see ``pipeline.config.run_config``); flags given with ``--config`` override its
+fields. Every value goes through the same pydantic model, so a bad flag and a bad config field get
+the same one-line error, naming the flag or the field, and exit code 2.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     Raises:
         ConfigError: one line naming the flag or the config field.
     """
-    from pipeline.config import parse_config, read_config_data
+    from pipeline.config.run_config import parse_config, read_config_data
     from pipeline.errors import ConfigError
 
     data: dict[str, Any] = read_config_data(args.config) if args.config else {}
@@ -97,8 +97,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pipeline.cli.run_pipeline import run_config
     from pipeline.redact import install_log_redaction
-    from pipeline.run import run_config
 
     install_log_redaction()
     return run_config(config_from_args(args))

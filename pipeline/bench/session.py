@@ -50,7 +50,7 @@ def _progress(variant: str, sample: Sample, frames: int) -> None:
 def _plain_loop(tracker: Any, frames: int, interval: int, classes: list[str]) -> list[Sample]:
     import torch
 
-    from pipeline.sample_clip import sample_frame
+    from pipeline.sources.sample_clip import sample_frame
     from tracker.pruning import tensor_bytes
 
     processor, model = tracker.processor, tracker.model
@@ -83,7 +83,7 @@ def _plain_loop(tracker: Any, frames: int, interval: int, classes: list[str]) ->
 
 
 def _ours_loop(tracker: Any, frames: int, interval: int, classes: list[str]) -> list[Sample]:
-    from pipeline.sample_clip import sample_frame
+    from pipeline.sources.sample_clip import sample_frame
     from tracker import SessionRegistry
 
     registry = SessionRegistry(tracker)

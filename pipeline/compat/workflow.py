@@ -44,8 +44,8 @@ from typing import Any
 import supervision as sv
 
 from pipeline.errors import ConfigError
-from pipeline.weights import REAL_MODEL
 from tracker.inputs import check_threshold, normalise_class_names
+from tracker.weights import REAL_MODEL
 
 SAM3_VIDEO_BLOCK = "roboflow_core/sam3_video@v1"
 MODEL_ALIASES = {"sam3video": REAL_MODEL, REAL_MODEL: REAL_MODEL}

@@ -27,7 +27,7 @@ def register_bench(benches: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline.bench_session import format_report, run_session_bench
+    from pipeline.bench.session import format_report, run_session_bench
     from tracker.inputs import normalise_class_names
 
     if args.frames < args.interval or args.interval < 1:

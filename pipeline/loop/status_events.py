@@ -12,9 +12,9 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from pipeline.loop.status import EventType, StatusUpdate, UpdateSeverity
 from pipeline.redact import redact
 from pipeline.sources import SourceState, SourceStateChange
-from pipeline.status import EventType, StatusUpdate, UpdateSeverity
 
 logger = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ import importlib
 
 # Each module has register_bench(subparsers) adding one `bench <name>` verb.
 BENCH_MODULES = [
-    "pipeline.cli_bench_session",
-    "pipeline.cli_bench_latency",
-    "pipeline.cli_bench_throughput",
+    "pipeline.cli.bench_session",
+    "pipeline.cli.bench_latency",
+    "pipeline.cli.bench_throughput",
 ]
 
 

@@ -299,7 +299,7 @@ def run_throughput_bench(
     """Decode once, run every variant, return the figures ``format_report`` prints."""
     import torch
 
-    from pipeline.sample_clip import write_sample_clip
+    from pipeline.sources.sample_clip import write_sample_clip
     from tracker import Sam3VideoTracker
     from tracker.stages import StageClock
 

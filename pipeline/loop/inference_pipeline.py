@@ -28,11 +28,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sinks
-from pipeline.dispatch import Dispatch, DispatchQueue
+from pipeline.compat.workflow import compile_workflow
 from pipeline.errors import ConfigError, InferenceError
-from pipeline.events import StatusEmitter
-from pipeline.identifiers import claim_identifiers, release_identifiers
-from pipeline.pipeline_options import (
+from pipeline.loop.dispatch import Dispatch, DispatchQueue
+from pipeline.loop.identifiers import claim_identifiers, release_identifiers
+from pipeline.loop.options import (
     as_references,
     check_class_names,
     check_device,
@@ -42,13 +42,13 @@ from pipeline.pipeline_options import (
     check_threshold_option,
     refuse_roboflow_only,
 )
-from pipeline.progress import ProgressReporter
+from pipeline.loop.progress import ProgressReporter
+from pipeline.loop.status import SourceMetrics, StatusUpdate
+from pipeline.loop.status_events import StatusEmitter
 from pipeline.redact import redact
 from pipeline.sources import RoundRobinReader, SourceOptions, VideoSource, make_sources
-from pipeline.status import SourceMetrics, StatusUpdate
-from pipeline.weights import REAL_MODEL, resolve_model
-from pipeline.workflow import compile_workflow
 from sinks.base import LogThrottle, sink_name
+from tracker.weights import REAL_MODEL, resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ class InferencePipeline:
         """A pipeline running a Roboflow workflow with one ``roboflow_core/sam3_video@v1`` step.
 
         ``on_prediction(result, frame)`` receives ``{output name: sv.Detections}``. What the
-        workflow may contain is described in ``pipeline.workflow``; anything else is refused
+        workflow may contain is described in ``pipeline.compat.workflow``; anything else is refused
         with an error naming it.
 
         Args:

@@ -18,7 +18,7 @@ Register = Callable[[argparse._SubParsersAction], None]
 
 def _verb_modules() -> list[Register]:
     """Each verb lives in its own module; imported lazily so `--help` stays fast."""
-    from pipeline import cli_verbs
+    from pipeline.cli import verbs as cli_verbs
 
     return cli_verbs.REGISTERS
 

@@ -67,7 +67,7 @@ def run_pipeline_phase(
     model: Any, *, fps: float, size: tuple[int, int], duration_s: float
 ) -> PhaseResult:
     """This pipeline on ``testpattern`` for ``duration_s``; ages measured in ``on_prediction``."""
-    from pipeline.inference_pipeline import InferencePipeline
+    from pipeline.loop.inference_pipeline import InferencePipeline
 
     samples: list[AgeSample] = []
     started = time.monotonic()

@@ -50,7 +50,7 @@ def register_bench(benches: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline.bench_throughput import format_report, run_throughput_bench
+    from pipeline.bench.throughput import format_report, run_throughput_bench
     from pipeline.errors import ConfigError
     from tracker.inputs import normalise_class_names
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import importlib
 
 _VERB_MODULES = [
-    "pipeline.cli_tiny_model",
-    "pipeline.cli_demo",
-    "pipeline.cli_run",
-    "pipeline.cli_bench",
-    "pipeline.cli_serve",
+    "pipeline.cli.tiny_model",
+    "pipeline.cli.demo",
+    "pipeline.cli.run",
+    "pipeline.cli.bench",
+    "pipeline.cli.serve",
 ]
 
 

@@ -39,8 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _choose_model(requested: str | None, output_dir: pathlib.Path) -> tuple[str, bool, dict]:
     """(model, is_tiny, config overrides)."""
-    from pipeline.weights import REAL_MODEL, real_weights_available
     from tracker import build_tiny_model, is_tiny_model
+    from tracker.weights import REAL_MODEL, real_weights_available
 
     if requested:
         return requested, is_tiny_model(requested), {}
@@ -54,9 +54,9 @@ def _choose_model(requested: str | None, output_dir: pathlib.Path) -> tuple[str,
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline.demo_run import run_demo
+    from pipeline.cli.demo_run import run_demo
     from pipeline.errors import ConfigError
-    from pipeline.sample_clip import write_sample_clip
+    from pipeline.sources.sample_clip import write_sample_clip
 
     if args.frames < 1:
         raise ConfigError(f"--frames must be at least 1, got {args.frames}")

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from pipeline.config import PipelineConfig
+from pipeline.config.run_config import PipelineConfig
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def run_config(config: PipelineConfig, *, stop: threading.Event | None = None) -
         Sam3StreamError: a bad reference, sink spec or model (the CLI prints it on one line).
     """
     import sinks
-    from pipeline.inference_pipeline import InferencePipeline
+    from pipeline.loop.inference_pipeline import InferencePipeline
 
     built: list[Any] = []
     try:

@@ -31,7 +31,7 @@ def register_bench(benches: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline.bench_latency import SleepingModel, run_latency_bench
+    from pipeline.bench.latency import SleepingModel, run_latency_bench
     from pipeline.errors import ConfigError
 
     if not (args.duration > 0 and args.interval > 0 and 0 < args.fps <= 240):

@@ -28,8 +28,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.errors import ConfigError
-from pipeline.weights import REAL_MODEL
 from tracker.inputs import normalise_class_names
+from tracker.weights import REAL_MODEL
 
 SINK_KINDS = ("screen", "video", "jsonl", "webhook", "udp")
 _DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"

@@ -19,7 +19,7 @@ def run_demo(
 ) -> tuple[int, int]:
     """Run ``clip`` through the pipeline; return (frames processed, detections emitted)."""
     import sinks
-    from pipeline.inference_pipeline import InferencePipeline
+    from pipeline.loop.inference_pipeline import InferencePipeline
     from tracker import Sam3VideoTracker
 
     tracker = Sam3VideoTracker.from_pretrained(model, device=device, **config_overrides)

@@ -114,8 +114,8 @@ def _run(args: argparse.Namespace) -> int:
         load_serve_config,
     )
     from pipeline.service.server import ServiceServer, bind_socket
-    from pipeline.weights import resolve_model
     from tracker import ModelLoadError, Sam3VideoTracker
+    from tracker.weights import resolve_model
 
     _check(args)
     config = load_serve_config(args.config) if args.config else None
@@ -161,8 +161,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``serve`` alone (``python -m pipeline.cli_serve serve ...``), as the CLI would."""
-    from pipeline.cli import _OneLineErrorParser
+    """Run ``serve`` alone (``python -m pipeline.cli.serve serve ...``), as the CLI would."""
+    from pipeline.cli.main import _OneLineErrorParser
     from pipeline.errors import Sam3StreamError
 
     parser = _OneLineErrorParser(prog="sam3-stream")

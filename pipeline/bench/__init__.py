@@ -1,0 +1,1 @@
+"""Benchmarks behind ``sam3-stream bench ...``: ratios against a baseline measured in one run."""

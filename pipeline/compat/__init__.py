@@ -1,0 +1,1 @@
+"""Roboflow compatibility: the workflow specifications we run and Roboflow's option names."""
