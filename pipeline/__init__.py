@@ -1,4 +1,4 @@
-"""Frames in and the loop: sources, buffering, reconnect, InferencePipeline, CLI and service.
+"""Everything around the model, in rooms: loop, sources, compat, config, cli, bench, service.
 
 ``InferencePipeline`` and ``StatusUpdate`` are imported on first use, so that ``import pipeline``
 (which every CLI verb does) stays light until a pipeline is actually built.
@@ -12,7 +12,7 @@ from pipeline.video_frame import VideoFrame
 
 if TYPE_CHECKING:
     from pipeline.loop.inference_pipeline import InferencePipeline
-    from pipeline.loop.status import StatusUpdate
+    from pipeline.loop.status_events import StatusUpdate
 
 __all__ = ["InferencePipeline", "StatusUpdate", "VideoFrame"]
 
@@ -23,7 +23,7 @@ def __getattr__(name: str) -> Any:
 
         return InferencePipeline
     if name == "StatusUpdate":
-        from pipeline.loop.status import StatusUpdate
+        from pipeline.loop.status_events import StatusUpdate
 
         return StatusUpdate
     raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import enum
 import logging
 import threading
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
@@ -99,30 +98,6 @@ class SinkState(enum.Enum):
     OPEN = "open"
     FAILED = "failed"
     CLOSED = "closed"
-
-
-class LogThrottle:
-    """Lets one message through per interval, so a sink failing every frame cannot flood the log.
-
-    A camera runs for weeks; a webhook that is down for a day must not write a million warnings.
-    """
-
-    def __init__(self, interval_s: float = 60.0) -> None:
-        self._interval_s = interval_s
-        self._lock = threading.Lock()
-        self._next_allowed = 0.0
-        self._suppressed = 0
-
-    def allow(self) -> int | None:
-        """Return how many messages were suppressed since the last one, or None to stay quiet."""
-        now = time.monotonic()
-        with self._lock:
-            if now < self._next_allowed:
-                self._suppressed += 1
-                return None
-            self._next_allowed = now + self._interval_s
-            suppressed, self._suppressed = self._suppressed, 0
-            return suppressed
 
 
 class Sink(ABC):

@@ -69,7 +69,9 @@ class Mp4Writer:
         self._container = av.open(str(path), mode="w")
         try:
             rate = Fraction(fps).limit_denominator(1001)
-            self._stream = self._container.add_stream(self.encoder, rate=rate)
+            stream = self._container.add_stream(self.encoder, rate=rate)
+            assert isinstance(stream, av.VideoStream)  # a video encoder makes a video stream
+            self._stream = stream
             self._stream.width = self._encoded_width
             self._stream.height = self._encoded_height
             self._stream.pix_fmt = "yuv420p"

@@ -52,7 +52,7 @@ class MultiSink:
                 name = f"{name}#{seen[name]}"
             owner = _owner(sink)
             if isinstance(owner, Sink):
-                owner.add_error_listener(lambda _, error, name=name: self._report(name, error))
+                owner.add_error_listener(self._reporter_for(name))
             self._workers.append(SinkWorker(sink, name, max_queue=max_queue, on_error=self._report))
 
     def add_error_listener(self, listener: ErrorCallback) -> None:
@@ -61,6 +61,14 @@ class MultiSink:
         Lets a pipeline handed a ready-made ``MultiSink`` turn its sink errors into status events.
         """
         self._error_listeners.append(listener)
+
+    def _reporter_for(self, name: str) -> ErrorCallback:
+        """An error listener that reports under ``name`` (the sink's possibly suffixed name)."""
+
+        def report(_own_name: str, error: BaseException) -> None:
+            self._report(name, error)
+
+        return report
 
     def _report(self, name: str, error: BaseException) -> None:
         for listener in list(self._error_listeners):
@@ -89,14 +97,10 @@ class MultiSink:
             counters = worker.stats.snapshot()
             own = getattr(_owner(worker.sink), "stats", None)
             if isinstance(own, SinkStats):
-                inner = own.snapshot()
-                counters = SinkCounters(
-                    frames_written=inner.frames_written,
-                    errors=counters.errors + inner.errors,
-                    dropped=counters.dropped + inner.dropped,
-                    retries=inner.retries,
-                    truncated=inner.truncated,
-                )
+                # A Sink object counts what it wrote itself; the worker adds only what the
+                # queue dropped and the exceptions the sink raised.
+                queue = SinkCounters(errors=counters.errors, dropped=counters.dropped)
+                counters = queue + own.snapshot()
             result[worker.name] = counters
         return result
 
@@ -160,7 +164,8 @@ def multi_sink(
     if len(args) == 1 and sinks is None:
         return MultiSink(args[0], on_error=on_error, max_queue=max_queue)
     if len(args) == 3 and sinks is None:
-        args, sinks = args[:2], args[2]
+        sinks = args[2]
+        args = args[:2]
     if len(args) != 2 or sinks is None:
         raise TypeError(
             "use multi_sink(sinks) or multi_sink(predictions, video_frame, sinks=[...])"

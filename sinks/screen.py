@@ -150,10 +150,12 @@ def render_boxes(
     Raises:
         DisplayUnavailableError: at the first frame only, when no display can be opened.
     """
-    key = (tuple(display_size) if display_size is not None else None, fps_overlay)
+    # A list from a config file must find the same window as the tuple it spells.
+    size = None if display_size is None else (int(display_size[0]), int(display_size[1]))
+    key = (size, fps_overlay)
     with _DEFAULT_SCREENS_LOCK:
         screen = _DEFAULT_SCREENS.get(key)
         if screen is None:
-            screen = ScreenSink(display_size=key[0], fps_overlay=fps_overlay)
+            screen = ScreenSink(display_size=size, fps_overlay=fps_overlay)
             _DEFAULT_SCREENS[key] = screen
     screen.on_prediction(predictions, video_frame)

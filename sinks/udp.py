@@ -8,8 +8,9 @@ from typing import Any
 
 import supervision as sv
 
-from sinks.base import LogThrottle, Sink
+from sinks.base import Sink
 from sinks.errors import SinkConfigError
+from sinks.log_throttle import LogThrottle
 from sinks.serialize import dumps, frame_record
 
 logger = logging.getLogger(__name__)

@@ -14,9 +14,10 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import supervision as sv
 
-from sinks.base import LogThrottle, Sink, SinkState
+from sinks.base import Sink, SinkState
 from sinks.compact import CompactDetections
 from sinks.errors import SinkConfigError, WebhookDeliveryError
+from sinks.log_throttle import LogThrottle
 from sinks.serialize import MaskFormat, check_mask_format, dumps, frame_record
 
 logger = logging.getLogger(__name__)

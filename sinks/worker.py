@@ -4,26 +4,30 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from sinks.base import ErrorCallback, LogThrottle, SinkStats, close_sink
+from sinks.base import ErrorCallback, SinkStats, close_sink
 from sinks.errors import SinkError
+from sinks.frame_queue import FrameQueue
+from sinks.log_throttle import LogThrottle
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_QUEUE = 8
 """Frames a sink may lag behind: enough to absorb a hiccup, small enough to stay close to live."""
 
+_Job = tuple[Any, Any]  # (predictions, video_frame)
+
 
 class SinkWorker:
-    """One sink, one thread, one bounded queue; the queue policy follows the frame's source.
+    """One sink, one thread, one bounded ``FrameQueue``; its policy follows the frame's source.
 
-    QUEUE POLICY: frames from a file (``comes_from_video_file``) are never dropped: when the queue
-    is full, ``submit`` waits, so the slowest sink sets the pace of a file run and its output is
-    complete. Frames from a live source never wait: when the queue is full the oldest queued frame
-    is dropped and counted, so a lagging sink shows recent frames and the camera keeps its rate.
+    QUEUE POLICY (``sinks.frame_queue``): frames from a file (``comes_from_video_file``) are never
+    dropped: when the queue is full, ``submit`` waits, so the slowest sink sets the pace of a file
+    run and its output is complete. Frames from a live source never wait: when the queue is full
+    the oldest queued live frame is dropped and counted, so a lagging sink shows recent frames and
+    the camera keeps its rate.
 
     Exceptions raised by the sink are caught on the worker thread, counted, logged (throttled) and
     passed to ``on_error(name, exception)``; they never reach the pipeline.
@@ -48,50 +52,29 @@ class SinkWorker:
         self.max_queue = max_queue
         self.on_error = on_error
         self.stats = SinkStats()
-        self._queue: deque[tuple[Any, Any]] = deque()
-        self._changed = threading.Condition()
-        self._busy = False
-        self._closing = False
+        self._queue: FrameQueue[_Job] = FrameQueue(max_queue, is_live=_is_live)
         self._error_log = LogThrottle()
         self._thread = threading.Thread(target=self._run, name=f"sink-{name}", daemon=True)
         self._thread.start()
 
     def submit(self, predictions: Any, frame: Any) -> None:
         """Queue one frame for the sink, applying the queue policy (see the class docstring)."""
-        with self._changed:
-            if self._closing:
-                self.stats.add(dropped=1)
-                return
-            if getattr(frame, "comes_from_video_file", False):
-                self._changed.wait_for(lambda: len(self._queue) < self.max_queue or self._closing)
-                if self._closing:
-                    self.stats.add(dropped=1)
-                    return
-            elif len(self._queue) >= self.max_queue:
-                self._queue.popleft()
-                self.stats.add(dropped=1)
-            self._queue.append((predictions, frame))
-            self._changed.notify_all()
+        if self._queue.put((predictions, frame)) is not None:
+            self.stats.add(dropped=1)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until the sink has handled everything queued; False if ``timeout`` passed first."""
-        with self._changed:
-            return self._changed.wait_for(lambda: not self._queue and not self._busy, timeout)
+        return self._queue.join(timeout)
 
     def request_close(self) -> None:
         """Stop taking frames; the worker finishes what is queued. ``close`` waits for it."""
-        with self._changed:
-            self._closing = True
-            self._changed.notify_all()
+        self._queue.close()
 
     def close(self, timeout: float | None = 10.0) -> None:
         """Let the sink finish what is queued (up to ``timeout``), then close the sink itself."""
         self.request_close()
         self._thread.join(timeout)
-        with self._changed:
-            left = len(self._queue)
-            self._queue.clear()
-            self._changed.notify_all()
+        left = self._queue.stop()
         if left:
             logger.warning("sink %s: closed with %d frame(s) not handled", self.name, left)
             self.stats.add(dropped=left)
@@ -100,14 +83,8 @@ class SinkWorker:
         close_sink(self.sink)
 
     def _run(self) -> None:
-        while True:
-            with self._changed:
-                self._changed.wait_for(lambda: self._queue or self._closing)
-                if not self._queue:
-                    return
-                predictions, frame = self._queue.popleft()
-                self._busy = True
-                self._changed.notify_all()
+        while (job := self._queue.get()) is not None:
+            predictions, frame = job
             try:
                 self.sink(predictions, frame)
             except Exception as error:
@@ -121,9 +98,7 @@ class SinkWorker:
             else:
                 self.stats.add(frames_written=1)
             finally:
-                with self._changed:
-                    self._busy = False
-                    self._changed.notify_all()
+                self._queue.task_done()
 
     def _log_error(self, error: Exception) -> None:
         suppressed = self._error_log.allow()
@@ -138,3 +113,7 @@ class SinkWorker:
             error,
             exc_info=error if first_bug else None,
         )
+
+
+def _is_live(job: _Job) -> bool:
+    return not getattr(job[1], "comes_from_video_file", False)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from tracker.errors import InferenceError, ModelLoadError, Sam3StreamError
 from tracker.model import FrameResult, Sam3VideoTracker
-from tracker.registry import RESEED_TRIGGERS, SessionRegistry
+from tracker.registry import SessionRegistry
+from tracker.reseed import RESEED_TRIGGERS, ReseedReason
 from tracker.stream_session import SessionStats
 from tracker.tiny_model import build_tiny_model, is_tiny_model
 
@@ -16,6 +17,7 @@ __all__ = [
     "FrameResult",
     "InferenceError",
     "ModelLoadError",
+    "ReseedReason",
     "Sam3StreamError",
     "Sam3VideoTracker",
     "SessionRegistry",

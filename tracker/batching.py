@@ -288,7 +288,8 @@ def slice_batch(features: Any, index: int) -> Any:
     if hasattr(features, "keys") and hasattr(features, "__getitem__"):
         return type(features)(**{key: take(features[key]) for key in features.keys()})  # noqa: SIM118
     if hasattr(features, "__dict__"):
-        copy = type(features).__new__(type(features))
+        cls: Any = type(features)
+        copy = cls.__new__(cls)
         copy.__dict__.update({key: take(value) for key, value in vars(features).items()})
         return copy
     return take(features)
@@ -296,7 +297,7 @@ def slice_batch(features: Any, index: int) -> Any:
 
 @contextlib.contextmanager
 def precomputed_vision_features(
-    detector_model: torch.nn.Module, pixel_values: torch.Tensor, features: Any
+    detector_model: Any, pixel_values: torch.Tensor, features: Any
 ) -> Iterator[None]:
     """Make ``detector_model.get_vision_features`` return ``features`` for this frame.
 
@@ -305,7 +306,8 @@ def precomputed_vision_features(
     falls through to the real backbone, so results stay right even then.
 
     Args:
-        detector_model: the ``Sam3Model`` inside ``Sam3VideoModel``.
+        detector_model: the ``Sam3Model`` inside ``Sam3VideoModel`` (typed ``Any``: its
+            ``get_vision_features`` is replaced, which ``nn.Module``'s typing cannot express).
         pixel_values: (3, S, S) the frame handed to the forward as ``frame=``.
         features: its (1, ...) backbone features from the batched pass.
     """

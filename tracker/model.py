@@ -30,6 +30,7 @@ from tracker.errors import ModelLoadError
 from tracker.hf_session import BoundedInferenceSession, new_bounded_session
 from tracker.preprocess import TensorPreprocessor
 from tracker.stages import StageClock
+from tracker.weights import REAL_MODEL
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,6 @@ class _QuietObjectCap(logging.Filter):
 
 logging.getLogger("transformers.models.sam3_video.modeling_sam3_video").addFilter(_QuietObjectCap())
 
-DEFAULT_MODEL = "facebook/sam3"
 _FIX_STEPS = (
     "accept the licence at https://huggingface.co/facebook/sam3, run `hf auth login`, then "
     "`hf download facebook/sam3` (or pass --model with a local directory holding the weights)"
@@ -185,7 +185,7 @@ class Sam3VideoTracker:
     @classmethod
     def from_pretrained(
         cls,
-        model: str = DEFAULT_MODEL,
+        model: str = REAL_MODEL,
         device: str | torch.device = "auto",
         dtype: str | torch.dtype = "auto",
         *,

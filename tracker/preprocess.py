@@ -81,13 +81,11 @@ class TensorPreprocessor:
             and bool(getattr(image_processor, "do_normalize", False))
             and not getattr(image_processor, "do_center_crop", None)
             and not getattr(image_processor, "do_pad", None)
-            and height is not None
-            and width is not None
             and isinstance(interpolation, tvF.InterpolationMode)
             # The processor swaps LANCZOS for BICUBIC on CUDA; not worth mirroring.
             and interpolation != tvF.InterpolationMode.LANCZOS
         )
-        if not supported:
+        if not supported or height is None or width is None:
             logger.info("image processor configuration not mirrored; using the processor")
             return None
         return cls(

@@ -1,51 +1,32 @@
-"""Sessions per video_identifier: the reseed rules, LRU and idle expiry, thread safety.
+"""Sessions per video_identifier: which are open, for how long, and which frames are in the model.
 
-``RESEED_TRIGGERS`` is the whole reseed rule of DESIGN.md: a fresh HF session is created only when
-the session does not exist, the epoch changed (reconnect/restart), ``frame_id`` went backwards, the
-normalised class list changed, or the caller reset it. Nothing else resets it: no periodic reseed.
+The registry opens a ``StreamSession`` on an identifier's first frame, hands it every frame, and
+closes it on idle expiry, beyond ``max_sessions`` (least recently used first) or when the caller
+asks; ``_drop`` is the only way a session leaves. The session owns every per-frame rule, the
+reseed rule (``tracker.reseed``) included. The registry keeps what outlives a session: the
+identifier's ``TrackerIds`` and its lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
 import supervision as sv
 
 from tracker.detections import empty_detections
-from tracker.errors import InferenceError
 from tracker.inputs import check_threshold, normalise_class_names, to_rgb
-from tracker.stream_session import REBASE_AT, SessionStats, StreamSession
+from tracker.session_rules import SessionRules
+from tracker.stream_session import SessionStats, StreamSession
+from tracker.tracker_ids import TrackerIds
 
 logger = logging.getLogger(__name__)
-
-RESEED_TRIGGERS = (
-    "new session",
-    "epoch changed",
-    "frame_id went backwards",
-    "class names changed",
-    "reset by caller",
-)
-
-
-def reseed_reason(
-    session: StreamSession, *, epoch: int, frame_id: int, class_names: tuple[str, ...]
-) -> str | None:
-    """Which of ``RESEED_TRIGGERS`` applies to this frame, or None to keep the session."""
-    if not session.has_hf_session:
-        return RESEED_TRIGGERS[0]
-    if session.epoch is not None and epoch != session.epoch:
-        return RESEED_TRIGGERS[1]
-    if session.last_frame_id is not None and frame_id < session.last_frame_id:
-        return RESEED_TRIGGERS[2]
-    if class_names != session.class_names:
-        return RESEED_TRIGGERS[3]
-    return None
 
 
 class SessionRegistry:
@@ -70,28 +51,33 @@ class SessionRegistry:
         *,
         max_sessions: int = 64,
         idle_timeout_s: float = 300.0,
-        memory_frames: int = 15,
-        lost_object_frames: int | None = 90,
-        max_conditioning_frames: int = 16,
-        rebase_at: int = REBASE_AT,
+        # Defaults live in SessionRules, where each knob is checked.
+        memory_frames: int = SessionRules.memory_frames,
+        lost_object_frames: int | None = SessionRules.lost_object_frames,
+        max_conditioning_frames: int = SessionRules.max_conditioning_frames,
+        rebase_at: int = SessionRules.rebase_at,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_sessions < 1:
             raise ValueError(f"max_sessions must be >= 1, got {max_sessions}")
-        if memory_frames < 1:
-            raise ValueError(f"memory_frames must be >= 1, got {memory_frames}")
         self.tracker = tracker
         self.max_sessions = max_sessions
         self.idle_timeout_s = idle_timeout_s
-        self.memory_frames = memory_frames
-        self.lost_object_frames = lost_object_frames
-        self.max_conditioning_frames = max_conditioning_frames
-        self.rebase_at = rebase_at
+        self.rules = SessionRules(
+            memory_frames=memory_frames,
+            lost_object_frames=lost_object_frames,
+            max_conditioning_frames=max_conditioning_frames,
+            rebase_at=rebase_at,
+        )
         self._clock = clock
-        self._lock = threading.Lock()
-        self._sessions: OrderedDict[str, StreamSession] = OrderedDict()
-        # Ids survive close/expiry too: an identifier that comes back continues above its old ids.
-        self._highest_ids: dict[str, int] = {}
+        # Guards the maps below; also signals ``wait_idle`` when a frame leaves the model.
+        self._lock = threading.Condition()
+        self._sessions: OrderedDict[str, StreamSession] = OrderedDict()  # least recent first
+        self._last_used: dict[str, float] = {}
+        self._in_flight: dict[str, int] = {}
+        # Outlive a session: an identifier that comes back continues above its old ids, and its
+        # next session waits for a frame the closed one still has inside the model.
+        self._tracker_ids: dict[str, TrackerIds] = {}
         self._session_locks: dict[str, threading.Lock] = {}
 
     def __len__(self) -> int:
@@ -128,83 +114,21 @@ class SessionRegistry:
         rgb = to_rgb(image)
         if not names:
             return empty_detections()
-        session, session_lock = self._checkout(video_identifier)
-        with session_lock:
-            reason = reseed_reason(session, epoch=epoch, frame_id=frame_id, class_names=names)
-            if reason is not None:
-                session.reseed(names, reason, count=reason != RESEED_TRIGGERS[0])
-            session.epoch = epoch
-            session.last_frame_id = frame_id
-            try:
-                detections = session.step(rgb, threshold)
-            except Exception as error:
-                session.close()
-                raise InferenceError(
-                    f"SAM3 failed on frame {frame_id} of {video_identifier} "
-                    f"({type(error).__name__}: {error}); its session was reset"
-                ) from error
-            finally:
-                self._remember_ids(video_identifier, session)
-        return detections
-
-    def _checkout(self, video_identifier: str) -> tuple[StreamSession, threading.Lock]:
-        with self._lock:
-            now = self._clock()
-            self._expire_idle(now, keep=video_identifier)
-            session = self._sessions.get(video_identifier)
-            if session is None:
-                session = StreamSession(
-                    self.tracker,
-                    video_identifier,
-                    memory_frames=self.memory_frames,
-                    lost_object_frames=self.lost_object_frames,
-                    max_conditioning_frames=self.max_conditioning_frames,
-                    rebase_at=self.rebase_at,
+        with self._frame_in_flight(video_identifier):
+            session, session_lock = self._checkout(video_identifier)
+            with session_lock:
+                return session.process(
+                    rgb, frame_id=frame_id, epoch=epoch, class_names=names, threshold=threshold
                 )
-                session.highest_tracker_id = self._highest_ids.get(video_identifier, 0)
-                self._sessions[video_identifier] = session
-                self._session_locks.setdefault(video_identifier, threading.Lock())
-                self._evict_lru()
-            self._sessions.move_to_end(video_identifier)
-            session.last_used = now
-            return session, self._session_locks[video_identifier]
-
-    def _remember_ids(self, video_identifier: str, session: StreamSession) -> None:
-        with self._lock:
-            previous = self._highest_ids.get(video_identifier, 0)
-            self._highest_ids[video_identifier] = max(previous, session.highest_tracker_id)
-
-    def _expire_idle(self, now: float, keep: str | None = None) -> None:
-        for video_identifier, session in list(self._sessions.items()):
-            if video_identifier != keep and now - session.last_used > self.idle_timeout_s:
-                logger.info("closing idle session %s", video_identifier)
-                self._drop(video_identifier)
-
-    def _evict_lru(self) -> None:
-        while len(self._sessions) > self.max_sessions:
-            video_identifier = next(iter(self._sessions))
-            logger.info("closing least recently used session %s", video_identifier)
-            self._drop(video_identifier)
-
-    def _drop(self, video_identifier: str) -> None:
-        session = self._sessions.pop(video_identifier, None)
-        if session is not None:
-            self._highest_ids[video_identifier] = max(
-                self._highest_ids.get(video_identifier, 0), session.highest_tracker_id
-            )
-            session.close()
 
     def reset(self, video_identifier: str) -> None:
-        """Reseed on the next frame (the ``reset by caller`` trigger); ids continue."""
+        """Reseed now (``ReseedReason.RESET_BY_CALLER``): the next frame starts fresh; ids go on."""
         with self._lock:
             session = self._sessions.get(video_identifier)
         if session is None:
             return
         with self._session_locks[video_identifier]:
-            if session.has_hf_session:
-                session.reseeds += 1
-                logger.info("reseeding %s: %s", video_identifier, RESEED_TRIGGERS[4])
-            session.close()
+            session.reset()
 
     def close(self, video_identifier: str) -> None:
         """Free the identifier's session now; a later frame starts a new one, ids continue."""
@@ -221,6 +145,23 @@ class SessionRegistry:
         with self._lock:
             self._expire_idle(self._clock())
 
+    def wait_idle(self, timeout: float, video_identifier: str | None = None) -> bool:
+        """Block until no frame (of ``video_identifier``, or of any stream) is inside the model.
+
+        A stopped pipeline leaves a frame already inside the model to finish on its own. If the
+        process exits meanwhile, torch's thread pool is torn down under that thread and the C++
+        runtime aborts the process (exit 134, "terminate called without an active exception");
+        and a session closed meanwhile is freed only once that frame lets go of it. So shutdown,
+        and a service deleting a stream, wait here first.
+
+        Returns:
+            False if ``timeout`` seconds passed first.
+        """
+        with self._lock:
+            if video_identifier is None:
+                return self._lock.wait_for(lambda: not self._in_flight, timeout)
+            return self._lock.wait_for(lambda: video_identifier not in self._in_flight, timeout)
+
     def stats(self, video_identifier: str) -> SessionStats:
         """Statistics of one identifier's session, as of its last finished frame.
 
@@ -234,3 +175,65 @@ class SessionRegistry:
         if session is None:
             raise KeyError(f"no session for video_identifier {video_identifier!r}")
         return session.stats()
+
+    def all_stats(self) -> dict[str, SessionStats]:
+        """Statistics of every open session that has finished a frame, by video_identifier.
+
+        Never waits for a frame in flight; a session whose first frame is still inside the model
+        has nothing to report yet and is left out.
+        """
+        with self._lock:
+            sessions = list(self._sessions.items())
+        every = {video_identifier: session.stats() for video_identifier, session in sessions}
+        return {name: stats for name, stats in every.items() if stats.frames_processed}
+
+    @contextlib.contextmanager
+    def _frame_in_flight(self, video_identifier: str) -> Iterator[None]:
+        """Count the frame as inside the model until the block ends (see ``wait_idle``)."""
+        with self._lock:
+            self._in_flight[video_identifier] = self._in_flight.get(video_identifier, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight[video_identifier] -= 1
+                if not self._in_flight[video_identifier]:
+                    del self._in_flight[video_identifier]
+                self._lock.notify_all()
+
+    def _checkout(self, video_identifier: str) -> tuple[StreamSession, threading.Lock]:
+        with self._lock:
+            now = self._clock()
+            self._expire_idle(now, keep=video_identifier)
+            session = self._sessions.get(video_identifier)
+            if session is None:
+                session = self._sessions[video_identifier] = StreamSession(
+                    self.tracker,
+                    video_identifier,
+                    self._tracker_ids.setdefault(video_identifier, TrackerIds()),
+                    self.rules,
+                )
+                self._evict_lru()
+            self._sessions.move_to_end(video_identifier)
+            self._last_used[video_identifier] = now
+            return session, self._session_locks.setdefault(video_identifier, threading.Lock())
+
+    def _expire_idle(self, now: float, keep: str | None = None) -> None:
+        for video_identifier in list(self._sessions):
+            idle_s = now - self._last_used.get(video_identifier, now)
+            if video_identifier != keep and idle_s > self.idle_timeout_s:
+                logger.info("closing idle session %s", video_identifier)
+                self._drop(video_identifier)
+
+    def _evict_lru(self) -> None:
+        while len(self._sessions) > self.max_sessions:
+            video_identifier = next(iter(self._sessions))
+            logger.info("closing least recently used session %s", video_identifier)
+            self._drop(video_identifier)
+
+    def _drop(self, video_identifier: str) -> None:
+        """The one way a session leaves the registry; the caller holds ``_lock``."""
+        session = self._sessions.pop(video_identifier, None)
+        self._last_used.pop(video_identifier, None)
+        if session is not None:
+            session.close()

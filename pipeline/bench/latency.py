@@ -22,14 +22,15 @@ from typing import Any
 import numpy as np
 import supervision as sv
 
+from pipeline.loop.contracts import FrameProcessor
 from pipeline.sources.testpattern import draw_test_pattern
 
 
-class SleepingModel:
+class SleepingModel(FrameProcessor):
     """A stand-in for ``SessionRegistry`` that takes ``delay_s`` per frame and finds nothing.
 
-    It has the registry's ``process`` signature, which is all the pipeline calls, so the
-    benchmark measures queueing alone, on any machine, without SAM3 weights.
+    It is the ``FrameProcessor`` the loop needs and nothing more, so the benchmark measures
+    queueing alone, on any machine, without SAM3 weights.
     """
 
     def __init__(self, delay_s: float) -> None:
@@ -48,6 +49,9 @@ class SleepingModel:
         time.sleep(self.delay_s)
         return sv.Detections.empty()
 
+    def close(self, video_identifier: str) -> None:
+        """Nothing to free: the stand-in keeps no sessions."""
+
 
 @dataclass(frozen=True)
 class AgeSample:
@@ -64,7 +68,7 @@ class PhaseResult:
 
 
 def run_pipeline_phase(
-    model: Any, *, fps: float, size: tuple[int, int], duration_s: float
+    model: FrameProcessor, *, fps: float, size: tuple[int, int], duration_s: float
 ) -> PhaseResult:
     """This pipeline on ``testpattern`` for ``duration_s``; ages measured in ``on_prediction``."""
     from pipeline.loop.inference_pipeline import InferencePipeline
@@ -87,12 +91,12 @@ def run_pipeline_phase(
     pipeline.start(use_main_thread=False)
     pipeline.join(timeout=duration_s)
     pipeline.terminate()
-    dropped = pipeline.status()["sources"][0]["frames_dropped"]
+    dropped = pipeline.status().sources[0].stats.frames_dropped
     return PhaseResult(samples, dropped)
 
 
 def run_fifo_phase(
-    model: Any, *, fps: float, size: tuple[int, int], duration_s: float
+    model: FrameProcessor, *, fps: float, size: tuple[int, int], duration_s: float
 ) -> PhaseResult:
     """The naive loop: a producer paced at ``fps`` puts every frame in an unbounded queue."""
     frames: queue.Queue[tuple[int, np.ndarray, datetime]] = queue.Queue()
@@ -122,6 +126,7 @@ def run_fifo_phase(
             frame_id=index + 1,
             class_names=("object",),
             threshold=0.0,
+            epoch=0,
         )
         age = (datetime.now(UTC) - grabbed).total_seconds()
         samples.append(AgeSample(time.monotonic() - started, age))
@@ -134,7 +139,8 @@ def _stats(ages: list[float]) -> tuple[int, float, float, float] | None:
     if not ages:
         return None
     values = np.asarray(ages)
-    return len(ages), *np.percentile(values, [50, 95]), float(values.max())  # type: ignore[return-value]
+    p50, p95 = np.percentile(values, [50, 95])
+    return len(ages), float(p50), float(p95), float(values.max())
 
 
 def _cells(stats: tuple[int, float, float, float] | None) -> str:
@@ -196,7 +202,7 @@ def _ratios(label: str, ours: Any, fifo: Any) -> str:
 
 
 def run_latency_bench(
-    model: Any,
+    model: FrameProcessor,
     *,
     fps: float,
     size: tuple[int, int],

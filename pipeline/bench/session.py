@@ -48,34 +48,18 @@ def _progress(variant: str, sample: Sample, frames: int) -> None:
 
 
 def _plain_loop(tracker: Any, frames: int, interval: int, classes: list[str]) -> list[Sample]:
-    import torch
-
+    from pipeline.bench.plain_hf import PlainHFStream
     from pipeline.sources.sample_clip import sample_frame
-    from tracker.pruning import tensor_bytes
 
-    processor, model = tracker.processor, tracker.model
-    session = processor.init_video_session(inference_device=tracker.device)
-    processor.add_text_prompt(session, classes)
+    plain = PlainHFStream(tracker.processor, tracker.model, device=tracker.device, classes=classes)
     samples, started = [], time.perf_counter()
     for index in range(frames):
-        rgb = sample_frame(index)[:, :, ::-1].copy()
-        inputs = processor(images=rgb, device=tracker.device, return_tensors="pt")
-        with torch.inference_mode():
-            out = model(inference_session=session, frame=inputs.pixel_values[0], frame_idx=index)
-        processor.postprocess_outputs(session, out, original_sizes=inputs.original_sizes)
+        plain.step(sample_frame(index))
         if (index + 1) % interval == 0:
-            held = tensor_bytes(
-                [session.processed_frames, session.output_dict_per_obj, session.mask_inputs_per_obj]
-            )
+            held = plain.bytes_held
             elapsed = time.perf_counter() - started
             samples.append(
-                Sample(
-                    index + 1,
-                    1000 * elapsed / interval,
-                    held,
-                    len(session.processed_frames),
-                    rss_bytes(),
-                )
+                Sample(index + 1, 1000 * elapsed / interval, held, plain.frames_held, rss_bytes())
             )
             _progress("plain", samples[-1], frames)
             started = time.perf_counter()

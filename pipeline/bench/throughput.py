@@ -22,7 +22,6 @@ every variant off the main thread compares the code paths, not the spin policy.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pathlib
 import tempfile
@@ -113,56 +112,32 @@ def _serialise(clock: Any, detections: Any, image: np.ndarray, stream: int, inde
         dumps(frame_record(detections, _video_frame(image, stream, index)))
 
 
-def _autocast(tracker: Any) -> contextlib.AbstractContextManager:
-    import torch
-
-    if tracker.compute_dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=tracker.device.type, dtype=tracker.compute_dtype)
-
-
 def run_plain(setup: BenchSetup, count: int, clock: Any) -> tuple[float, list[float]]:
     """One HF streaming session per stream, stepped in turn from this thread."""
-    import supervision as sv
-    import torch
+    from pipeline.bench.plain_hf import PlainHFStream, to_detections
 
     tracker = setup.tracker
-    processor, model, device = tracker.processor, tracker.model, tracker.device
-    sessions = []
-    for _ in range(setup.streams):
-        session = processor.init_video_session(inference_device=device)
-        processor.add_text_prompt(session, setup.classes)
-        sessions.append(session)
+    streams = [
+        PlainHFStream(
+            tracker.processor,
+            tracker.model,
+            device=tracker.device,
+            classes=setup.classes,
+            autocast_dtype=tracker.compute_dtype,
+            clock=clock,
+        )
+        for _ in range(setup.streams)
+    ]
     per_stream = [setup.stream_frames(s, count) for s in range(setup.streams)]
     started = time.perf_counter()
     for index in range(count):
-        for stream, session in enumerate(sessions):
+        for stream, plain in enumerate(streams):
             bgr = per_stream[stream][index]
-            height, width = bgr.shape[:2]
-            with clock.measure("preprocess"):
-                rgb = np.ascontiguousarray(bgr[:, :, ::-1])
-                inputs = processor(images=rgb, device=device, return_tensors="pt")
-            with torch.inference_mode(), _autocast(tracker):
-                output = model(
-                    inference_session=session, frame=inputs.pixel_values[0], frame_idx=index
-                )
+            outputs = plain.step(bgr)
             with clock.measure("postprocess"):
-                post = processor.postprocess_outputs(
-                    session, output, original_sizes=[[height, width]]
-                )
-                masks = post["masks"].cpu().numpy().astype(bool).reshape(-1, height, width)
-                scores = post["scores"].float().cpu().numpy().reshape(-1)
-                ids = post["object_ids"].cpu().numpy().astype(np.int64)
-                keep = scores >= setup.threshold
-                detections = (
-                    sv.Detections(
-                        xyxy=sv.mask_to_xyxy(masks[keep]).astype(np.float32),
-                        mask=masks[keep],
-                        confidence=scores[keep],
-                        tracker_id=ids[keep],
-                    )
-                    if keep.any()
-                    else sv.Detections.empty()
+                height, width = bgr.shape[:2]
+                detections = to_detections(
+                    outputs, threshold=setup.threshold, height=height, width=width
                 )
             _serialise(clock, detections, bgr, stream, index)
     wall = time.perf_counter() - started

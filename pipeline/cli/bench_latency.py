@@ -6,7 +6,7 @@ import argparse
 import sys
 
 
-def register_bench(benches: argparse._SubParsersAction) -> None:
+def register(benches: argparse._SubParsersAction) -> None:
     parser = benches.add_parser(
         "latency",
         help="a live source faster than the model: frame age at the sink, ours vs a FIFO queue",
@@ -33,6 +33,7 @@ def register_bench(benches: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from pipeline.bench.latency import SleepingModel, run_latency_bench
     from pipeline.errors import ConfigError
+    from pipeline.loop.contracts import FrameProcessor
 
     if not (args.duration > 0 and args.interval > 0 and 0 < args.fps <= 240):
         raise ConfigError("--duration and --interval must be > 0, --fps in (0, 240]")
@@ -40,6 +41,7 @@ def _run(args: argparse.Namespace) -> int:
         width, height = (int(side) for side in args.size.lower().split("x"))
     except ValueError:
         raise ConfigError(f"--size {args.size!r} must look like 320x240") from None
+    model: FrameProcessor
     if args.model is None:
         if not args.model_ms > 0:
             raise ConfigError(f"--model-ms must be > 0, got {args.model_ms}")

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.errors import ConfigError
 
-
-def register_bench(benches: argparse._SubParsersAction) -> None:
+def register(benches: argparse._SubParsersAction) -> None:
     parser = benches.add_parser(
         "session",
         help="plain HF streaming session vs ours: memory held, RSS, per-frame time",
@@ -28,6 +26,7 @@ def register_bench(benches: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from pipeline.bench.session import format_report, run_session_bench
+    from pipeline.errors import ConfigError
     from tracker.inputs import normalise_class_names
 
     if args.frames < args.interval or args.interval < 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def register_bench(benches: argparse._SubParsersAction) -> None:
+def register(benches: argparse._SubParsersAction) -> None:
     parser = benches.add_parser(
         "throughput",
         help="many streams on one model: plain HF loop vs ours, frames/s and where time goes",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 import sys
+from typing import Any
 
 BANNER = (
     "="
@@ -37,7 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run)
 
 
-def _choose_model(requested: str | None, output_dir: pathlib.Path) -> tuple[str, bool, dict]:
+def _choose_model(
+    requested: str | None, output_dir: pathlib.Path
+) -> tuple[str, bool, dict[str, Any]]:
     """(model, is_tiny, config overrides)."""
     from tracker import build_tiny_model, is_tiny_model
     from tracker.weights import REAL_MODEL, real_weights_available
@@ -54,7 +57,6 @@ def _choose_model(requested: str | None, output_dir: pathlib.Path) -> tuple[str,
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline.cli.demo_run import run_demo
     from pipeline.errors import ConfigError
     from pipeline.sources.sample_clip import write_sample_clip
 
@@ -69,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"sample clip: {clip}")
     video_path = output_dir / "annotated.mp4"
     jsonl_path = output_dir / "detections.jsonl"
-    frames, detections = run_demo(
+    frames, detections = _run_demo(
         clip,
         model=model,
         device=args.device,
@@ -85,3 +87,48 @@ def _run(args: argparse.Namespace) -> int:
     if is_tiny:
         print("(random weights: the masks above are meaningless)", file=sys.stderr)
     return 0
+
+
+def _run_demo(
+    clip: pathlib.Path,
+    *,
+    model: str,
+    device: str,
+    class_names: str,
+    threshold: float,
+    video_path: pathlib.Path,
+    jsonl_path: pathlib.Path,
+    config_overrides: dict[str, Any],
+) -> tuple[int, int]:
+    """Run ``clip`` through the pipeline; return (frames processed, detections emitted)."""
+    import sinks
+    from pipeline.loop.inference_pipeline import InferencePipeline
+    from tracker import Sam3VideoTracker
+
+    tracker = Sam3VideoTracker.from_pretrained(model, device=device, **config_overrides)
+    video_sink = sinks.VideoFileSink.init(str(video_path))
+    jsonl_sink = sinks.JsonlSink(jsonl_path)
+    counts = {"frames": 0, "detections": 0}
+
+    def count(predictions: Any, frame: Any) -> None:
+        counts["frames"] += 1
+        counts["detections"] += len(predictions)
+
+    fan_out = sinks.MultiSink([video_sink, jsonl_sink, count])
+    pipeline = InferencePipeline.init(
+        video_reference=str(clip),
+        class_names=class_names,
+        on_prediction=fan_out,
+        threshold=threshold,
+        tracker=tracker,
+        show_progress=True,
+    )
+    try:
+        pipeline.start()
+        pipeline.join()
+    finally:
+        pipeline.terminate()
+        sinks.close_sink(fan_out)
+        video_sink.release()
+        jsonl_sink.close()
+    return counts["frames"], counts["detections"]

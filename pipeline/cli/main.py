@@ -1,4 +1,10 @@
-"""The ``sam3-stream`` command line: one parser, each verb registered by its own module.
+"""The ``sam3-stream`` command line: one parser, the verbs in ``VERBS``, benchmarks in ``BENCHES``.
+
+Each verb lives in its own module with a ``register(subparsers)`` function that adds its parser
+and sets ``handler=`` to a function taking the parsed ``argparse.Namespace`` and returning the exit
+code. Add a verb by writing that module and listing its ``register`` here. Verb modules import
+nothing heavy at module level (the model, torch and the service load inside handlers), so
+``sam3-stream --help`` answers at once.
 
 User errors (``Sam3StreamError`` and friends) print one line and exit with code 2; nothing else is
 caught, so internal bugs keep their traceback.
@@ -11,44 +17,69 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from pipeline.errors import Sam3StreamError
+from pipeline.cli import (
+    bench_latency,
+    bench_session,
+    bench_throughput,
+    demo,
+    make_tiny_model,
+    run,
+    serve,
+)
 
 Register = Callable[[argparse._SubParsersAction], None]
 
 
-def _verb_modules() -> list[Register]:
-    """Each verb lives in its own module; imported lazily so `--help` stays fast."""
-    from pipeline.cli import verbs as cli_verbs
+def _register_bench(subparsers: argparse._SubParsersAction) -> None:
+    """``sam3-stream bench <name>``: one sub-verb per entry of ``BENCHES``."""
+    parser = subparsers.add_parser("bench", help="benchmarks (ratios measured in one run)")
+    benches = parser.add_subparsers(dest="bench", required=True, parser_class=type(parser))
+    for register in BENCHES:
+        register(benches)
 
-    return cli_verbs.REGISTERS
+
+VERBS: list[Register] = [
+    make_tiny_model.register,
+    demo.register,
+    run.register,
+    _register_bench,
+    serve.register,
+]
+BENCHES: list[Register] = [
+    bench_session.register,
+    bench_latency.register,
+    bench_throughput.register,
+]
 
 
-class _OneLineErrorParser(argparse.ArgumentParser):
+class OneLineErrorParser(argparse.ArgumentParser):
     """argparse prints usage plus the error; we keep that but guarantee exit code 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"sam3-stream: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineErrorParser(
+def build_parser(verbs: Sequence[Register] = VERBS) -> argparse.ArgumentParser:
+    parser = OneLineErrorParser(
         prog="sam3-stream",
         description="Streaming SAM3 video tracking: files, RTSP cameras and webcams to sinks.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    subparsers = parser.add_subparsers(dest="verb", required=True, parser_class=_OneLineErrorParser)
-    for register in _verb_modules():
+    subparsers = parser.add_subparsers(dest="verb", required=True, parser_class=OneLineErrorParser)
+    for register in verbs:
         register(subparsers)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def main(argv: Sequence[str] | None = None, *, verbs: Sequence[Register] = VERBS) -> int:
+    """Parse ``argv`` with ``verbs`` (all by default), run the verb, return its exit code."""
+    args = build_parser(verbs).parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from pipeline.errors import Sam3StreamError  # imports the tracker package: after parsing
+
     try:
         return int(args.handler(args) or 0)
     except Sam3StreamError as error:

@@ -70,10 +70,11 @@ def config_from_args(args: argparse.Namespace) -> Any:
     Raises:
         ConfigError: one line naming the flag or the config field.
     """
-    from pipeline.config.run_config import parse_config, read_config_data
+    from pipeline.config.config_file import read_config_file
+    from pipeline.config.run_config import parse_config
     from pipeline.errors import ConfigError
 
-    data: dict[str, Any] = read_config_data(args.config) if args.config else {}
+    data: dict[str, Any] = read_config_file(args.config) if args.config else {}
     values = {
         "sources": args.source,
         "classes": args.classes,

@@ -77,12 +77,12 @@ def run_config(config: PipelineConfig, *, stop: threading.Event | None = None) -
             )
     status = pipeline.status()
     print(
-        f"processed {status['frames_processed']} frame(s) from {len(status['sources'])} "
-        f"source(s); {status['inference_errors']} inference error(s), "
-        f"{status['sink_errors']} sink error(s)",
+        f"processed {status.frames_processed} frame(s) from {len(status.sources)} "
+        f"source(s); {status.inference_errors} inference error(s), "
+        f"{status.sink_errors} sink error(s)",
         file=sys.stderr,
     )
-    return 1 if any(source["state"] == "ERROR" for source in status["sources"]) else 0
+    return 1 if any(source.stats.state == "ERROR" for source in status.sources) else 0
 
 
 def _discard(predictions: Any, video_frame: Any) -> None:

@@ -25,7 +25,7 @@ API_KEY_ENV = "SAM3_STREAM_API_KEY"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from pipeline.service.defaults import DEFAULT_MAX_STREAMS, DEFAULT_PORT, default_state_dir
+    from pipeline.service.settings import DEFAULT_MAX_STREAMS, DEFAULT_PORT, default_state_dir
 
     parser = subparsers.add_parser(
         "serve",
@@ -42,8 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--model",
-        default="facebook/sam3",
-        help="Hub id or local directory (facebook/sam3 loads from $SAM3_STREAM_MODEL when set)",
+        default=None,
+        help="Hub id or local directory (default facebook/sam3, which loads from "
+        "$SAM3_STREAM_MODEL when set)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument(
@@ -115,9 +116,10 @@ def _run(args: argparse.Namespace) -> int:
     )
     from pipeline.service.server import ServiceServer, bind_socket
     from tracker import ModelLoadError, Sam3VideoTracker
-    from tracker.weights import resolve_model
+    from tracker.weights import REAL_MODEL, resolve_model
 
     _check(args)
+    model = args.model or REAL_MODEL
     config = load_serve_config(args.config) if args.config else None
     install_log_redaction()
     overrides: dict[str, Any] = {"batch_streams": args.batch_streams}
@@ -125,9 +127,9 @@ def _run(args: argparse.Namespace) -> int:
         overrides["max_num_objects"] = args.max_objects
     engine = ModelEngine(
         lambda: Sam3VideoTracker.from_pretrained(
-            resolve_model(args.model), device=args.device, **overrides
+            resolve_model(model), device=args.device, **overrides
         ),
-        model_name=redact(args.model),
+        model_name=redact(model),
         max_sessions=max(64, args.max_streams),
     )
     settings = ServiceSettings(
@@ -162,20 +164,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``serve`` alone (``python -m pipeline.cli.serve serve ...``), as the CLI would."""
-    from pipeline.cli.main import _OneLineErrorParser
-    from pipeline.errors import Sam3StreamError
+    from pipeline.cli.main import main as cli_main
 
-    parser = _OneLineErrorParser(prog="sam3-stream")
-    register(parser.add_subparsers(dest="verb", required=True, parser_class=_OneLineErrorParser))
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        return int(args.handler(args) or 0)
-    except Sam3StreamError as error:
-        print(f"sam3-stream: error: {error}", file=sys.stderr)
-        return 2
+    return cli_main(argv, verbs=[register])
 
 
 if __name__ == "__main__":

@@ -19,15 +19,13 @@ Example (``configs/rtsp-camera.yaml``)::
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pipeline.errors import ConfigError
+from pipeline.config.config_file import read_config_file, validate_config
 from tracker.inputs import normalise_class_names
 from tracker.weights import REAL_MODEL
 
@@ -152,12 +150,7 @@ def parse_config(
     Raises:
         ConfigError: one line naming the first bad field (and how many more there are).
     """
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{origin}: expected a mapping of fields, got {type(data).__name__}")
-    try:
-        return PipelineConfig.model_validate(dict(data))
-    except ValidationError as error:
-        raise ConfigError(_one_line(error, origin, flags or {})) from None
+    return validate_config(PipelineConfig, data, origin=origin, flags=flags)
 
 
 def load_config(path: str | Path) -> PipelineConfig:
@@ -166,46 +159,4 @@ def load_config(path: str | Path) -> PipelineConfig:
     Raises:
         ConfigError: the file is missing, not YAML, or has a bad field; one line.
     """
-    return parse_config(read_config_data(path), origin=str(path))
-
-
-def read_config_data(path: str | Path) -> dict[str, Any]:
-    """The raw mapping of a YAML config file, not validated yet (the CLI merges flags into it).
-
-    Raises:
-        ConfigError: the file is missing, not YAML, or not a mapping; one line.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(f"cannot read config {path}: {error.strerror or error}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of fields, got {type(data).__name__}")
-    return data
-
-
-def _one_line(error: ValidationError, origin: str, flags: Mapping[str, str]) -> str:
-    first = error.errors()[0]
-    location = [str(part) for part in first["loc"]]
-    field = ".".join(location) or "(top level)"
-    flag = flags.get(location[0]) if location else None
-    where = flag or f"{origin}: {field}"
-    message = first["msg"]
-    if first["type"] == "extra_forbidden":
-        message = "unknown field"
-    elif first["type"] == "missing":
-        message = "required field is missing"
-    message = re.sub(r"^Value error, ", "", message)
-    more = len(error.errors()) - 1
-    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return f"{where}: {message}{suffix}"
+    return parse_config(read_config_file(path), origin=str(path))

@@ -18,17 +18,12 @@ line naming it.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pipeline.errors import ConfigError
-from pipeline.redact import redact
+from pipeline.config.config_file import read_config_file, validate_config
 from pipeline.service.models import ConfiguredStream
-
-logger = logging.getLogger(__name__)
 
 
 class ServeConfig(BaseModel):
@@ -55,20 +50,4 @@ def load_serve_config(path: str | Path) -> ServeConfig:
         ConfigError: unreadable file, bad YAML, or a field that does not validate; the message is
             one line naming the file and the field (``streams.0.threshold``).
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(f"cannot read config {str(path)!r}: {error.strerror or error}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"config {str(path)!r} is not valid YAML: {error}") from None
-    if data is None:
-        data = {}
-    try:
-        return ServeConfig.model_validate(data)
-    except ValidationError as error:
-        first = error.errors()[0]
-        location = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise ConfigError(f"config {str(path)!r}: {location}: {redact(first['msg'])}") from None
+    return validate_config(ServeConfig, read_config_file(path), origin=str(path))

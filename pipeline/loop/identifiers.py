@@ -29,15 +29,17 @@ def claim_identifiers(
     """Reserve one identifier per reference, in order; see the module docstring for the rule.
 
     Raises:
-        ConfigError: a requested identifier is empty, repeated, or used elsewhere in the process;
-            or the number of identifiers does not match the number of references.
+        ConfigError: (``field="video_identifiers"``) a requested identifier is empty, repeated,
+            or used elsewhere in the process; or the number of identifiers does not match the
+            number of references.
     """
     if requested is None:
         requested = [None] * len(references)
     if len(requested) != len(references):
         raise ConfigError(
             f"{len(requested)} video identifiers for {len(references)} sources: give one per "
-            "source (None to derive it from the reference)"
+            "source (None to derive it from the reference)",
+            field="video_identifiers",
         )
     given = [None if name is None else redact(name).strip() for name in requested]
     with _lock:
@@ -46,11 +48,12 @@ def claim_identifiers(
             if name is None:
                 continue
             if not name:
-                raise ConfigError("a video_identifier must not be empty")
+                raise ConfigError("a video_identifier must not be empty", field="video_identifiers")
             if name in taken:
                 raise ConfigError(
                     f"video_identifier {name!r} is already used by another source in this "
-                    "process: give each source its own"
+                    "process: give each source its own",
+                    field="video_identifiers",
                 )
             taken.add(name)
         result = []

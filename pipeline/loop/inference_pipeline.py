@@ -18,36 +18,37 @@ reported to ``status_update_handlers`` as ``StatusUpdate`` events and summarised
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import supervision as sv
+
 import sinks
+from pipeline.compat.roboflow_options import refuse_roboflow_only
 from pipeline.compat.workflow import compile_workflow
 from pipeline.errors import ConfigError, InferenceError
+from pipeline.loop.contracts import FrameProcessor, PredictionSink
 from pipeline.loop.dispatch import Dispatch, DispatchQueue
 from pipeline.loop.identifiers import claim_identifiers, release_identifiers
 from pipeline.loop.options import (
-    as_references,
+    PipelineOptions,
     check_class_names,
-    check_device,
-    check_handlers,
-    check_max_fps,
-    check_sinks,
     check_threshold_option,
-    refuse_roboflow_only,
+    tracker_of,
 )
 from pipeline.loop.progress import ProgressReporter
-from pipeline.loop.status import SourceMetrics, StatusUpdate
-from pipeline.loop.status_events import StatusEmitter
+from pipeline.loop.status import PipelineState, PipelineStatus, SourceMetrics
+from pipeline.loop.status_events import StatusEmitter, StatusUpdateHandler
 from pipeline.redact import redact
-from pipeline.sources import RoundRobinReader, SourceOptions, VideoSource, make_sources
-from sinks.base import LogThrottle, sink_name
+from pipeline.sources import RoundRobinReader, VideoSource, make_sources
+from pipeline.video_frame import VideoFrame
+from sinks import SinkCounters
+from sinks.base import sink_name
+from sinks.log_throttle import LogThrottle
 from tracker.weights import REAL_MODEL, resolve_model
 
 logger = logging.getLogger(__name__)
@@ -57,13 +58,10 @@ _IDLE_WAKE_S = 0.5  # the inference loop re-checks pauses and drop counters at l
 _DROPS_REPORT_EVERY_S = 1.0
 
 
-class PipelineState(enum.StrEnum):
-    """Where a pipeline is in its life."""
+_SET_BY_WORKFLOW = ("class_names", "threshold", "model")
 
-    CREATED = "CREATED"
-    RUNNING = "RUNNING"
-    ENDED = "ENDED"  # every source finished by itself (files)
-    TERMINATED = "TERMINATED"  # stopped by terminate()
+ResultMapper = Callable[[sv.Detections], Any]
+"""What ``on_prediction`` receives for the detections of a frame (the workflow's result dict)."""
 
 
 class InferencePipeline:
@@ -86,37 +84,30 @@ class InferencePipeline:
     def __init__(
         self,
         *,
+        options: PipelineOptions,
         sources: Sequence[VideoSource],
-        registry: Any,
-        class_names: tuple[str, ...],
-        threshold: float,
-        on_prediction: Callable[..., Any] | list[Callable[..., Any]],
-        max_fps: float | None,
-        status_update_handlers: list[Callable[[StatusUpdate], None]],
-        show_progress: bool,
-        status_interval_s: float,
+        registry: FrameProcessor,
         model_name: str,
-        result: Callable[[Any], Any] | None,
+        result: ResultMapper | None,
     ) -> None:
+        self._options = options
         self._sources = list(sources)
         self._registry = registry
-        self._class_names = class_names
-        self._threshold = threshold
-        self._max_fps = max_fps
-        self._events = StatusEmitter(status_update_handlers)
-        self._show_progress = show_progress
-        self._status_interval_s = status_interval_s
+        self._class_names = options.class_names
+        self._threshold = options.threshold
+        self._events = StatusEmitter(options.status_update_handlers)
         self._model_name = model_name
-        self._result = result or (lambda detections: detections)
+        self._result: ResultMapper = result or (lambda detections: detections)
         self._fan_out: sinks.MultiSink | None = None
-        if isinstance(on_prediction, list):
-            self._fan_out = sinks.multi_sink(on_prediction, on_error=self.report_sink_error)
+        on_prediction = options.on_prediction
+        if isinstance(on_prediction, tuple):
+            self._fan_out = sinks.MultiSink(list(on_prediction), on_error=self.report_sink_error)
             on_prediction = self._fan_out
         elif isinstance(on_prediction, sinks.MultiSink):
             # A fan-out built by the caller: its sink errors become status events too.
             on_prediction.add_error_listener(self.report_sink_error)
-        self._on_prediction = on_prediction
-        self._reader = RoundRobinReader(self._sources, max_fps=max_fps)
+        self._on_prediction: PredictionSink = on_prediction
+        self._reader = RoundRobinReader(self._sources, max_fps=options.max_fps)
         for source in self._sources:
             source.add_state_listener(self._events.source_state_changed)
         self._metrics = {source.source_id: SourceMetrics() for source in self._sources}
@@ -148,9 +139,9 @@ class InferencePipeline:
         max_fps: float | None = None,
         device: str = "auto",
         video_identifiers: Sequence[str | None] | None = None,
-        status_update_handlers: Sequence[Callable[[StatusUpdate], None]] | None = None,
+        status_update_handlers: Sequence[StatusUpdateHandler] | None = None,
         tracker: Any = None,
-        registry: Any = None,
+        registry: FrameProcessor | None = None,
         show_progress: bool = False,
         status_interval_s: float = 10.0,
         model_options: Mapping[str, Any] | None = None,
@@ -189,11 +180,10 @@ class InferencePipeline:
             SourceError: a reference that can never work (missing file, unknown scheme...).
             ModelLoadError: the model cannot be loaded.
         """
-        refuse_roboflow_only(source_options)
-        return cls._create(
-            video_reference=video_reference,
-            class_names=check_class_names(class_names),
-            on_prediction=on_prediction,
+        options = PipelineOptions.from_keywords(
+            video_reference,
+            class_names,
+            on_prediction,
             model=model,
             threshold=threshold,
             max_fps=max_fps,
@@ -205,9 +195,9 @@ class InferencePipeline:
             show_progress=show_progress,
             status_interval_s=status_interval_s,
             model_options=model_options,
-            source_options=source_options,
-            result=None,
+            **source_options,
         )
+        return cls._build(options, result=None)
 
     @classmethod
     def init_with_workflow(
@@ -240,92 +230,42 @@ class InferencePipeline:
         """
         del api_key  # see the docstring: accepted for compatibility, deliberately unused
         refuse_roboflow_only(options)
-        for name in ("class_names", "threshold", "model"):
+        for name in _SET_BY_WORKFLOW:
             if name in options:
                 raise ConfigError(
-                    f"{name}= is set by the workflow's sam3_video step: change it there"
+                    f"{name}= is set by the workflow's sam3_video step: change it there", field=name
                 )
         plan = compile_workflow(
             workflow_specification,
             image_input_name=image_input_name,
             parameters=workflows_parameters,
         )
-        known = {
-            "max_fps", "device", "video_identifiers", "status_update_handlers", "tracker",
-            "registry", "show_progress", "status_interval_s", "model_options",
-        }  # fmt: skip
-        return cls._create(
-            video_reference=video_reference,
-            class_names=plan.class_names,
-            on_prediction=on_prediction,
+        checked = PipelineOptions.from_keywords(
+            video_reference,
+            plan.class_names,
+            on_prediction,
             model=plan.model,
             threshold=plan.threshold,
-            source_options={k: v for k, v in options.items() if k not in known},
-            result=plan.result,
-            **{k: v for k, v in options.items() if k in known},
+            **options,
         )
+        return cls._build(checked, result=plan.result)
 
     @classmethod
-    def _create(
-        cls,
-        *,
-        video_reference: Any,
-        class_names: tuple[str, ...],
-        on_prediction: Any,
-        model: str,
-        threshold: float,
-        source_options: Mapping[str, Any],
-        result: Callable[[Any], Any] | None,
-        max_fps: float | None = None,
-        device: str = "auto",
-        video_identifiers: Sequence[str | None] | None = None,
-        status_update_handlers: Any = None,
-        tracker: Any = None,
-        registry: Any = None,
-        show_progress: bool = False,
-        status_interval_s: float = 10.0,
-        model_options: Mapping[str, Any] | None = None,
-    ) -> InferencePipeline:
-        """Check everything cheap first, then make the sources, then load the model (slow)."""
-        threshold = check_threshold_option(threshold)
-        max_fps = check_max_fps(max_fps)
-        device = check_device(device)
-        sink_or_sinks = check_sinks(on_prediction)
-        handlers = check_handlers(status_update_handlers)
-        if not status_interval_s > 0:
-            raise ConfigError(f"status_interval_s must be > 0, got {status_interval_s}")
-        if (
-            tracker is not None
-            and registry is not None
-            and getattr(registry, "tracker", None) is not tracker
-        ):
-            raise ConfigError("give tracker= or registry=, not both (a registry has a tracker)")
-        options = SourceOptions.from_kwargs(**source_options)
-        references = as_references(video_reference)
-        identifiers = claim_identifiers(references, video_identifiers)
+    def _build(cls, options: PipelineOptions, *, result: ResultMapper | None) -> InferencePipeline:
+        """Options are checked: claim the identifiers, make the sources, then load the model."""
+        identifiers = claim_identifiers(options.references, options.video_identifiers)
         try:
-            sources = make_sources(references, video_identifiers=identifiers, options=options)
-            if registry is None:
-                if tracker is None:
-                    from tracker import Sam3VideoTracker
-
-                    tracker = Sam3VideoTracker.from_pretrained(
-                        resolve_model(model), device=device, **dict(model_options or {})
-                    )
-                from tracker import SessionRegistry
-
-                registry = SessionRegistry(tracker)
-            loaded = getattr(registry, "tracker", None)
+            sources = make_sources(
+                list(options.references),
+                video_identifiers=identifiers,
+                options=options.source_options,
+            )
+            registry = options.registry if options.registry is not None else _load(options)
+            loaded = tracker_of(registry)
             return cls(
+                options=options,
                 sources=sources,
                 registry=registry,
-                class_names=class_names,
-                threshold=threshold,
-                on_prediction=sink_or_sinks,
-                max_fps=max_fps,
-                status_update_handlers=handlers,
-                show_progress=show_progress,
-                status_interval_s=status_interval_s,
                 model_name=str(getattr(loaded, "name", None) or type(registry).__name__),
                 result=result,
             )
@@ -361,8 +301,10 @@ class InferencePipeline:
             self._events.started(self.video_identifiers, self._model_name)
             for source in self._sources:
                 source.start()
-            if self._show_progress:
-                self._progress = ProgressReporter(self.status, live_every_s=self._status_interval_s)
+            if self._options.show_progress:
+                self._progress = ProgressReporter(
+                    lambda: self.status().sources, live_every_s=self._options.status_interval_s
+                )
                 self._progress.start()
             self._inference_thread = threading.Thread(
                 target=self._inference_loop, name="inference", daemon=True
@@ -471,42 +413,50 @@ class InferencePipeline:
 
     # ------------------------------------------------------------------ status
 
-    def status(self) -> dict[str, Any]:
-        """A JSON-ready snapshot: the pipeline, then each source (state, epoch, fps, counters,
-        latency p50/p95/max per stage in seconds), then each sink's counters when known."""
+    def status(self) -> PipelineStatus:
+        """A snapshot: the pipeline, then each source (state, epoch, fps, counters, latency
+        p50/p95/max per stage in seconds), then each sink's counters when known.
+        ``to_dict()`` gives it as JSON."""
         now = time.monotonic()
         with self._lock:
             state, names, threshold = self._state, self._class_names, self._threshold
             sink_errors = self._sink_errors
-        sources = []
-        for source in self._sources:
-            entry = source.stats().to_dict()
-            entry["total_frames"] = getattr(source, "total_frames", None)
-            entry.update(self._metrics[source.source_id].to_dict(now))
-            sources.append(entry)
-        result: dict[str, Any] = {
-            "state": state.value,
-            "model": redact(self._model_name),
-            "class_names": list(names),
-            "threshold": threshold,
-            "max_fps": self._max_fps,
-            "started_at": self._started_at.isoformat() if self._started_at else None,
-            "frames_processed": sum(s["frames_processed"] for s in sources),
-            "inference_errors": sum(s["inference_errors"] for s in sources),
-            "sink_errors": sink_errors,
-            "sources": sources,
+        return PipelineStatus(
+            state=state,
+            model=redact(self._model_name),
+            class_names=names,
+            threshold=threshold,
+            max_fps=self._options.max_fps,
+            started_at=self._started_at,
+            sink_errors=sink_errors,
+            sources=tuple(
+                self._metrics[source.source_id].snapshot(
+                    source.stats(),
+                    getattr(source, "total_frames", None),  # files know their length
+                    now,
+                )
+                for source in self._sources
+            ),
+            sinks=self._sink_counters(),
+        )
+
+    def _sink_counters(self) -> dict[str, SinkCounters] | None:
+        """Counters per sink when ``on_prediction`` reports them with a ``stats()`` method, as
+        ``MultiSink`` and the service's stream outputs do; any callable may be a sink, so this
+        is a question, not a contract."""
+        stats = getattr(self._on_prediction, "stats", None)
+        if not callable(stats):
+            return None
+        try:
+            counters: Mapping[str, object] = stats()
+        except Exception:
+            logger.debug("sink stats unavailable", exc_info=True)
+            return None
+        return {
+            redact(name): value
+            for name, value in counters.items()
+            if isinstance(value, SinkCounters)
         }
-        sink_stats = getattr(self._on_prediction, "stats", None)
-        if callable(sink_stats):
-            try:
-                counters = sink_stats()
-                result["sinks"] = {
-                    redact(name): asdict(value) if is_dataclass(value) else value
-                    for name, value in counters.items()
-                }
-            except Exception:
-                logger.debug("sink stats unavailable", exc_info=True)
-        return result
 
     # ------------------------------------------------------------------ internals
 
@@ -516,7 +466,8 @@ class InferencePipeline:
         if not isinstance(source_id, int) or not 0 <= source_id < len(self._sources):
             raise ConfigError(
                 f"source_id {source_id!r} does not exist: this pipeline has sources "
-                f"0..{len(self._sources) - 1}"
+                f"0..{len(self._sources) - 1}",
+                field="source_id",
             )
         return [self._sources[source_id]]
 
@@ -537,7 +488,7 @@ class InferencePipeline:
             release_identifiers(self.video_identifiers)
             self._dispatch.close()
 
-    def _infer(self, frame: Any) -> None:
+    def _infer(self, frame: VideoFrame) -> None:
         source = self._sources[frame.source_id]
         metrics = self._metrics[frame.source_id]
         timing = source.frame_timing(frame.frame_id)
@@ -566,7 +517,9 @@ class InferencePipeline:
         if dropped is not None and not self._stop.is_set():
             self._metrics[dropped.frame.source_id].dispatch_dropped += 1
 
-    def _inference_failed(self, frame: Any, metrics: SourceMetrics, error: Exception) -> None:
+    def _inference_failed(
+        self, frame: VideoFrame, metrics: SourceMetrics, error: Exception
+    ) -> None:
         metrics.inference_errors += 1
         suppressed = self._error_log.allow()
         if suppressed is not None:
@@ -618,12 +571,9 @@ class InferencePipeline:
 
     def _close_sessions(self) -> None:
         """Free the model memory of this pipeline's streams (the registry may be shared)."""
-        close = getattr(self._registry, "close", None)
-        if not callable(close):
-            return
         for video_identifier in self.video_identifiers:
             try:
-                close(video_identifier)
+                self._registry.close(video_identifier)
             except Exception:
                 logger.exception("closing the session of %s failed", video_identifier)
 
@@ -667,3 +617,19 @@ class InferencePipeline:
 
 def _remaining(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def _load(options: PipelineOptions) -> FrameProcessor:
+    """A session registry on ``options.tracker``, or on the model loaded now (slow)."""
+    from tracker import SessionRegistry
+
+    tracker = options.tracker
+    if tracker is None:
+        from tracker import Sam3VideoTracker
+
+        tracker = Sam3VideoTracker.from_pretrained(
+            resolve_model(options.model),
+            device=options.device,
+            **dict(options.model_options or {}),
+        )
+    return SessionRegistry(tracker)

@@ -1,49 +1,131 @@
-"""Checks of ``InferencePipeline.init`` arguments, each failing with a ``ConfigError`` naming it.
+"""``PipelineOptions``: every argument of ``InferencePipeline.init``, checked once, in one place.
 
-Kept apart from the loop so that every user-facing rule about arguments is in one place, and so
-that the service can run the same checks on a request body before it builds anything.
+``init`` and ``init_with_workflow`` (whose signatures are Roboflow's) both end in
+``PipelineOptions.from_keywords``; the constructor of ``InferencePipeline`` takes the result. A
+bad argument fails with a ``ConfigError`` whose ``field`` is the argument's name, before anything
+is opened or loaded. ``set_class_names`` and ``set_threshold`` apply the same rules at runtime.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.compat.roboflow_options import refuse_roboflow_only
 from pipeline.errors import ConfigError
-from pipeline.sources import VideoReference
+from pipeline.loop.contracts import FrameProcessor, PredictionSink
+from pipeline.loop.status_events import StatusUpdateHandler
+from pipeline.sources import SourceOptions, VideoReference
 from tracker.inputs import check_threshold, normalise_class_names
+from tracker.weights import REAL_MODEL
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
-# Arguments of Roboflow's InferencePipeline that code may carry over, and why they do not apply.
-_PLATFORM = "fetching workflows from the Roboflow platform is not supported: pass "
-ROBOFLOW_ONLY_OPTIONS = {
-    "workspace_name": _PLATFORM + "workflow_specification",
-    "workflow_id": _PLATFORM + "workflow_specification",
-    "model_id": "give model= (a Hub id or a local directory) and class_names=",
-    "watchdog": "use status_update_handlers= and status()",
-    "active_learning_enabled": "active learning is a Roboflow platform feature",
-    "source_buffer_filling_strategy": (
-        "buffering is fixed per source kind: freshest frame for live sources, every frame for files"
-    ),
-    "source_buffer_consumption_strategy": (
-        "buffering is fixed per source kind: freshest frame for live sources, every frame for files"
-    ),
-    "predictions_queue_size": "the result queue is small and fixed, to keep latency low",
-    "sink_mode": "sinks are called once per frame, never with multi-source batches",
-    "batch_collection_timeout": "sinks are called once per frame, never with multi-source batches",
-    "workflows_thread_pool_workers": "the one sam3_video step has nothing to run in parallel",
-    "serialize_results": "on_prediction receives sv.Detections; sinks.JsonlSink writes JSON",
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineOptions:
+    """What a pipeline is built from, checked and normalised.
+
+    Construct it with the values a user passed (a ``"person, forklift"`` string, a list of
+    sinks, a mapping of source options): ``__post_init__`` checks each, in the order of
+    ``init``'s arguments, and stores its normalised form. ``from_keywords`` splits ``init``'s
+    keyword arguments between these fields and the source options.
+
+    Attributes:
+        references: one entry per source (each checked when its source is made).
+        class_names: the concepts, at least one.
+        on_prediction: one sink, or a tuple of sinks the pipeline fans out to and owns.
+        source_options: the same for every source.
+        tracker / registry: a model to share; None loads ``model`` on ``device``.
+
+    The other fields are ``init``'s arguments of the same name.
+
+    Examples:
+        >>> options = PipelineOptions.from_keywords("clip.mp4", "person, forklift", print,
+        ...     threshold=0.3, stall_timeout_s=2.0)
+        >>> options.class_names, options.threshold, options.source_options.stall_timeout_s
+        (('person', 'forklift'), 0.3, 2.0)
+    """
+
+    references: tuple[VideoReference, ...]
+    class_names: tuple[str, ...]
+    on_prediction: PredictionSink | tuple[PredictionSink, ...]
+    model: str = REAL_MODEL
+    threshold: float = 0.5
+    max_fps: float | None = None
+    device: str = "auto"
+    video_identifiers: Sequence[str | None] | None = None
+    status_update_handlers: tuple[StatusUpdateHandler, ...] = ()
+    tracker: Any = None
+    registry: FrameProcessor | None = None
+    show_progress: bool = False
+    status_interval_s: float = 10.0
+    model_options: Mapping[str, Any] | None = None
+    source_options: SourceOptions = field(default_factory=SourceOptions)
+
+    def __post_init__(self) -> None:
+        store = object.__setattr__  # frozen: each field is replaced by its checked form once
+        store(self, "class_names", check_class_names(self.class_names))
+        store(self, "threshold", check_threshold_option(self.threshold))
+        store(self, "max_fps", _check_max_fps(self.max_fps))
+        store(self, "device", _check_device(self.device))
+        store(self, "on_prediction", _check_sinks(self.on_prediction))
+        store(self, "status_update_handlers", _check_handlers(self.status_update_handlers))
+        if not self.status_interval_s > 0:
+            raise ConfigError(
+                f"status_interval_s must be > 0, got {self.status_interval_s}",
+                field="status_interval_s",
+            )
+        if (
+            self.tracker is not None
+            and self.registry is not None
+            and tracker_of(self.registry) is not self.tracker
+        ):
+            raise ConfigError(
+                "give tracker= or registry=, not both (a registry has a tracker)", field="tracker"
+            )
+        if not isinstance(self.source_options, SourceOptions):
+            store(self, "source_options", SourceOptions.from_kwargs(**self.source_options))
+        store(self, "references", _as_references(self.references))
+
+    @classmethod
+    def from_keywords(
+        cls, video_reference: Any, class_names: Any, on_prediction: Any, **keywords: Any
+    ) -> PipelineOptions:
+        """Options from ``init``'s arguments: keywords that are not fields are source options.
+
+        Raises:
+            ConfigError: a Roboflow-only argument, or any bad argument (``field`` names it).
+        """
+        refuse_roboflow_only(keywords)
+        own = {name: value for name, value in keywords.items() if name in KEYWORD_OPTIONS}
+        # Still a mapping: __post_init__ checks it in its turn, after the options before it.
+        source_options: Any = {k: v for k, v in keywords.items() if k not in KEYWORD_OPTIONS}
+        return cls(
+            references=video_reference,
+            class_names=class_names,
+            on_prediction=on_prediction,
+            source_options=source_options,
+            **own,
+        )
+
+
+KEYWORD_OPTIONS = frozenset(option.name for option in dataclasses.fields(PipelineOptions)) - {
+    "references",
+    "class_names",
+    "on_prediction",
+    "source_options",
 }
+"""``init``'s keyword arguments that are options of the pipeline, not of its sources."""
 
 
-def refuse_roboflow_only(options: Mapping[str, Any]) -> None:
-    """Name the first Roboflow-only argument in ``options`` and why it does not apply here."""
-    for name in options:
-        if name in ROBOFLOW_ONLY_OPTIONS:
-            raise ConfigError(f"{name}= is not supported: {ROBOFLOW_ONLY_OPTIONS[name]}")
+def tracker_of(registry: FrameProcessor) -> Any:
+    """The tracker a registry runs (``SessionRegistry.tracker``); None for a stand-in without."""
+    return getattr(registry, "tracker", None)
 
 
 def check_class_names(class_names: Any) -> tuple[str, ...]:
@@ -51,65 +133,76 @@ def check_class_names(class_names: Any) -> tuple[str, ...]:
     try:
         names = normalise_class_names(class_names)
     except (ValueError, TypeError) as error:
-        raise ConfigError(f"class_names: {error}") from None
+        raise ConfigError(f"class_names: {error}", field="class_names") from None
     if not names:
         raise ConfigError(
-            "class_names is empty: give at least one concept, e.g. class_names='person, forklift'"
+            "class_names is empty: give at least one concept, e.g. class_names='person, forklift'",
+            field="class_names",
         )
     return names
 
 
 def check_threshold_option(threshold: Any) -> float:
+    """A detection score threshold in [0, 1]."""
     try:
         return check_threshold(threshold)
     except ValueError as error:
-        raise ConfigError(str(error)) from None
+        raise ConfigError(str(error), field="threshold") from None
 
 
-def check_max_fps(max_fps: Any) -> float | None:
+def _check_max_fps(max_fps: Any) -> float | None:
     if max_fps is None:
         return None
     if isinstance(max_fps, bool) or not isinstance(max_fps, int | float) or not max_fps > 0:
-        raise ConfigError(f"max_fps must be a number > 0 (or None for no cap), got {max_fps!r}")
+        raise ConfigError(
+            f"max_fps must be a number > 0 (or None for no cap), got {max_fps!r}", field="max_fps"
+        )
     return float(max_fps)
 
 
-def check_device(device: Any) -> str:
+def _check_device(device: Any) -> str:
     if not isinstance(device, str) or not _DEVICE.match(device):
-        raise ConfigError(f"device must be auto, cpu, mps, cuda or cuda:N, got {device!r}")
+        raise ConfigError(
+            f"device must be auto, cpu, mps, cuda or cuda:N, got {device!r}", field="device"
+        )
     return device
 
 
-def check_sinks(on_prediction: Any) -> Callable[..., Any] | list[Callable[..., Any]]:
+def _check_sinks(on_prediction: Any) -> PredictionSink | tuple[PredictionSink, ...]:
     """A callable, or a non-empty list of callables the pipeline fans out to."""
     if isinstance(on_prediction, list | tuple):
         if on_prediction and all(callable(sink) for sink in on_prediction):
-            return list(on_prediction)
+            return tuple(on_prediction)
     elif callable(on_prediction):
         return on_prediction
     raise ConfigError(
         "on_prediction must be a callable sink(predictions, video_frame) or a non-empty list of "
-        f"them, got {on_prediction!r}"
+        f"them, got {on_prediction!r}",
+        field="on_prediction",
     )
 
 
-def check_handlers(handlers: Any) -> list[Callable[..., Any]]:
+def _check_handlers(handlers: Any) -> tuple[Callable[..., Any], ...]:
     if handlers is None:
-        return []
+        return ()
     if callable(handlers):
-        return [handlers]
+        return (handlers,)
     if isinstance(handlers, list | tuple) and all(callable(handler) for handler in handlers):
-        return list(handlers)
-    raise ConfigError("status_update_handlers must be a list of callables handler(status_update)")
+        return tuple(handlers)
+    raise ConfigError(
+        "status_update_handlers must be a list of callables handler(status_update)",
+        field="status_update_handlers",
+    )
 
 
-def as_references(video_reference: Any) -> list[VideoReference]:
-    """One reference or a list of them, as a list (checked one by one when sources are made)."""
+def _as_references(video_reference: Any) -> tuple[VideoReference, ...]:
+    """One reference or a list of them (checked one by one when sources are made)."""
     if isinstance(video_reference, str | int | os.PathLike):
-        return [video_reference]
+        return (video_reference,)
     if isinstance(video_reference, Sequence) and video_reference:
-        return list(video_reference)
+        return tuple(video_reference)
     raise ConfigError(
         "video_reference must be a path, URL, camera index or 'testpattern', or a non-empty list "
-        f"of them; got {video_reference!r}"
+        f"of them; got {video_reference!r}",
+        field="video_reference",
     )

@@ -6,7 +6,7 @@ seconds (state, epoch, rates in and through the model, drops, end-to-end latency
 terminal and in a log file alike. When stderr is not a terminal the file bar is printed as a
 plain line at the same slow rate instead of being redrawn.
 
-The formatting functions are pure, taking the dict of ``InferencePipeline.status()``.
+The formatting functions are pure, taking one ``SourceStatus`` of ``InferencePipeline.status()``.
 """
 
 from __future__ import annotations
@@ -14,15 +14,17 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, TextIO
+from collections.abc import Callable, Sequence
+from typing import TextIO
+
+from pipeline.loop.status import SourceStatus
 
 BAR_WIDTH = 20
 _CLEAR_LINE = "\x1b[K"
 
 
-def _name(source: dict[str, Any], width: int = 32) -> str:
-    name = str(source["video_identifier"])
+def _name(source: SourceStatus, width: int = 32) -> str:
+    name = source.stats.video_identifier
     return name if len(name) <= width else "…" + name[-(width - 1) :]
 
 
@@ -32,24 +34,17 @@ def _duration(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
-def format_file_progress(source: dict[str, Any]) -> str:
-    """``clip.mp4 [########------------] 18/45 40% 3.2 fps ETA 0:08`` for one file source.
-
-    Examples:
-        >>> format_file_progress({"video_identifier": "clip.mp4", "total_frames": 4,
-        ...     "frames_processed": 1, "inference_errors": 0, "processed_fps": 2.0,
-        ...     "state": "RUNNING"})
-        'clip.mp4 [#####---------------] 1/4 25% 2.0 fps ETA 0:02'
-    """
-    done = source["frames_processed"] + source["inference_errors"]
-    fps = source["processed_fps"]
-    total = source.get("total_frames")
+def format_file_progress(source: SourceStatus) -> str:
+    """``clip.mp4 [########------------] 18/45 40% 3.2 fps ETA 0:08`` for one file source."""
+    done = source.frames_processed + source.inference_errors
+    fps = source.processed_fps
+    total = source.total_frames
     if not total:
         return f"{_name(source)} {done} frames {fps:.1f} fps"
     fraction = min(1.0, done / total)
     filled = round(fraction * BAR_WIDTH)
     bar = "#" * filled + "-" * (BAR_WIDTH - filled)
-    if done >= total or source["state"] == "ERROR":
+    if done >= total or source.stats.state == "ERROR":
         eta = "done" if done >= total else "failed"
     elif fps > 0:
         eta = "ETA " + _duration(max(0, total - done) / fps)
@@ -58,25 +53,20 @@ def format_file_progress(source: dict[str, Any]) -> str:
     return f"{_name(source)} [{bar}] {done}/{total} {fraction:.0%} {fps:.1f} fps {eta}"
 
 
-def format_live_status(source: dict[str, Any]) -> str:
-    """One line about a live source: state, epoch, rates, drops, end-to-end latency.
-
-    Examples:
-        >>> format_live_status({"video_identifier": "cam", "state": "RUNNING", "epoch": 1,
-        ...     "measured_fps": 30.0, "processed_fps": 4.0, "frames_dropped": 96,
-        ...     "reconnects": 1, "latency_s": {"end_to_end": {"p50": 0.2, "p95": 0.31}}})
-        ... # doctest: +NORMALIZE_WHITESPACE
-        'cam RUNNING epoch 1: in 30.0 fps, model 4.0 fps, dropped 96, reconnects 1,
-         e2e p50 0.20 s p95 0.31 s'
-    """
-    e2e = source["latency_s"]["end_to_end"]
+def format_live_status(source: SourceStatus) -> str:
+    """One line about a live source: state, epoch, rates, drops, end-to-end latency, e.g.
+    ``cam RUNNING epoch 1: in 30.0 fps, model 4.0 fps, dropped 96, reconnects 1, e2e p50 0.20 s
+    p95 0.31 s``."""
+    stats, e2e = source.stats, source.latency_s["end_to_end"]
     latency = (
-        f", e2e p50 {e2e['p50']:.2f} s p95 {e2e['p95']:.2f} s" if e2e.get("p50") is not None else ""
+        f", e2e p50 {e2e.p50:.2f} s p95 {e2e.p95:.2f} s"
+        if e2e.p50 is not None and e2e.p95 is not None
+        else ""
     )
     return (
-        f"{_name(source)} {source['state']} epoch {source['epoch']}: "
-        f"in {source['measured_fps']:.1f} fps, model {source['processed_fps']:.1f} fps, "
-        f"dropped {source['frames_dropped']}, reconnects {source['reconnects']}{latency}"
+        f"{_name(source)} {stats.state} epoch {stats.epoch}: "
+        f"in {stats.measured_fps:.1f} fps, model {source.processed_fps:.1f} fps, "
+        f"dropped {stats.frames_dropped}, reconnects {stats.reconnects}{latency}"
     )
 
 
@@ -84,7 +74,7 @@ class ProgressReporter:
     """Draws progress from ``status()`` on a background thread until ``stop()``.
 
     Args:
-        status: returns the pipeline's status dict.
+        sources: returns the ``sources`` of the pipeline's ``status()``.
         stream: where to write (stderr by default).
         refresh_s: how often the file bar is redrawn on a terminal.
         live_every_s: how often live sources get their line (and files, off a terminal).
@@ -92,13 +82,13 @@ class ProgressReporter:
 
     def __init__(
         self,
-        status: Callable[[], dict[str, Any]],
+        sources: Callable[[], Sequence[SourceStatus]],
         *,
         stream: TextIO | None = None,
         refresh_s: float = 0.5,
         live_every_s: float = 10.0,
     ) -> None:
-        self._status = status
+        self._sources = sources
         self._stream = stream or sys.stderr
         self._tty = bool(getattr(self._stream, "isatty", lambda: False)())
         self._refresh_s = refresh_s
@@ -129,11 +119,11 @@ class ProgressReporter:
 
     def _tick(self, final: bool = False) -> None:
         try:
-            sources = self._status()["sources"]
+            sources = self._sources()
         except Exception:  # a status snapshot must never kill the reporter
             return
-        files = [s for s in sources if not s["is_live"]]
-        live = [s for s in sources if s["is_live"]]
+        files = [s for s in sources if not s.stats.is_live]
+        live = [s for s in sources if s.stats.is_live]
         now = time.monotonic()
         periodic = final or now >= self._next_line_at
         if periodic:

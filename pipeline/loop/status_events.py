@@ -1,22 +1,94 @@
-"""Every status event a pipeline emits, built in one place so each payload's shape is findable.
+"""Every status event a pipeline emits: the event type, and where each payload is built.
+
+``StatusUpdate`` has the fields of Roboflow's ``inference`` status update (``timestamp``,
+``severity``, ``event_type``, ``payload``, ``context``) so existing ``status_update_handlers``
+read it unchanged. Event types are the strings of ``EventType``; payloads are JSON-ready dicts
+with credentials already redacted.
 
 ``StatusEmitter`` turns what happened (a source changed state, a frame failed in the model, a
 sink raised, frames were dropped) into ``StatusUpdate`` objects and hands them to the user's
-``status_update_handlers``. Payloads are JSON-ready and redacted; a handler that raises is
-logged and skipped, never allowed to break the loop that reported the event.
+``status_update_handlers``. A handler that raises is logged and skipped, never allowed to break
+the loop that reported the event.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-from pipeline.loop.status import EventType, StatusUpdate, UpdateSeverity
 from pipeline.redact import redact
 from pipeline.sources import SourceState, SourceStateChange
+from pipeline.video_frame import VideoFrame
+
+if TYPE_CHECKING:
+    from pipeline.loop.status import PipelineStatus
 
 logger = logging.getLogger(__name__)
+
+
+class UpdateSeverity(enum.StrEnum):
+    """How much a status event matters; a ``str`` so it serialises as its name."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+class EventType(enum.StrEnum):
+    """Every ``event_type`` a pipeline emits."""
+
+    PIPELINE_STARTED = "PIPELINE_STARTED"
+    PIPELINE_ENDED = "PIPELINE_ENDED"  # every source finished by itself
+    PIPELINE_TERMINATED = "PIPELINE_TERMINATED"  # stopped by terminate()
+    SOURCE_STATE_CHANGED = "SOURCE_STATE_CHANGED"
+    FRAMES_DROPPED = "FRAMES_DROPPED"
+    INFERENCE_ERROR = "INFERENCE_ERROR"
+    SINK_ERROR = "SINK_ERROR"
+    SETTINGS_CHANGED = "SETTINGS_CHANGED"  # class names or threshold changed at runtime
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """One status event, handed to every ``status_update_handlers`` entry.
+
+    Attributes:
+        timestamp: wall clock (UTC) of the event.
+        severity: DEBUG (drops), INFO (state changes), WARNING (reconnecting), ERROR (failures).
+        event_type: one of ``EventType``.
+        payload: JSON-ready details, e.g. ``{"source_id": 0, "new": "RECONNECTING", ...}``.
+        context: where it happened: ``"inference_pipeline"``, ``"source/0"``, ``"sink/<name>"``.
+    """
+
+    timestamp: datetime
+    severity: UpdateSeverity
+    event_type: str
+    payload: dict[str, Any]
+    context: str
+
+    @classmethod
+    def now(
+        cls, severity: UpdateSeverity, event_type: str, payload: dict[str, Any], context: str
+    ) -> StatusUpdate:
+        return cls(datetime.now(UTC), severity, event_type, payload, context)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ISO timestamp, severity as its name."""
+        return {
+            "timestamp": self.timestamp.isoformat(),
+            "severity": self.severity.value,
+            "event_type": str(self.event_type),
+            "payload": self.payload,
+            "context": self.context,
+        }
+
+
+StatusUpdateHandler = Callable[[StatusUpdate], None]
+
 
 PIPELINE_CONTEXT = "inference_pipeline"
 _STATE_SEVERITY = {
@@ -32,7 +104,7 @@ class StatusEmitter:
         handlers: each called with every ``StatusUpdate``, on the thread that caused it.
     """
 
-    def __init__(self, handlers: Sequence[Callable[[StatusUpdate], None]]) -> None:
+    def __init__(self, handlers: Sequence[StatusUpdateHandler]) -> None:
         self.handlers = list(handlers)
 
     def emit(
@@ -66,7 +138,7 @@ class StatusEmitter:
             context=f"source/{change.source_id}",
         )
 
-    def inference_error(self, frame: Any, error: BaseException, total: int) -> None:
+    def inference_error(self, frame: VideoFrame, error: BaseException, total: int) -> None:
         self.emit(
             UpdateSeverity.ERROR,
             EventType.INFERENCE_ERROR,
@@ -122,13 +194,13 @@ class StatusEmitter:
             {"video_identifiers": video_identifiers, "model": redact(model)},
         )
 
-    def finished(self, terminated: bool, status: dict[str, Any]) -> None:
+    def finished(self, terminated: bool, status: PipelineStatus) -> None:
         self.emit(
             UpdateSeverity.INFO,
             EventType.PIPELINE_TERMINATED if terminated else EventType.PIPELINE_ENDED,
             {
-                "frames_processed": status["frames_processed"],
-                "inference_errors": status["inference_errors"],
-                "sink_errors": status["sink_errors"],
+                "frames_processed": status.frames_processed,
+                "inference_errors": status.inference_errors,
+                "sink_errors": status.sink_errors,
             },
         )

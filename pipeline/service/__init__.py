@@ -37,8 +37,8 @@ _EXPORTS = {
     "StreamSpec": "pipeline.service.models",
     "ServiceSettings": "pipeline.service.settings",
     "StreamStore": "pipeline.service.store",
-    "default_state_dir": "pipeline.service.defaults",
-    "IceSettings": "pipeline.service.webrtc",
+    "default_state_dir": "pipeline.service.settings",
+    "IceSettings": "pipeline.service.settings",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,6 +1,6 @@
 """Errors the HTTP service turns into status codes: one class per answer a client can get.
 
-Each carries a message that says what to do. ``app.py`` maps them to responses in one place
+Each carries a message that says what to do. ``error_responses`` maps them to responses in one place
 (``ServiceError.status_code``), so a route never builds an error response by hand.
 """
 

@@ -34,9 +34,9 @@ def supplied_key(headers: Iterable[tuple[bytes, bytes]], query_string: bytes) ->
             scheme, _, token = value.decode("latin-1").partition(" ")
             if scheme.lower() == "bearer" and token.strip():
                 return token.strip()
-    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
-        if name == "api_key" and value:
-            return value
+    for parameter, argument in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if parameter == "api_key" and argument:
+            return argument
     return None
 
 

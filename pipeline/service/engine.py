@@ -16,13 +16,12 @@ from typing import Any
 
 from pipeline.redact import redact
 from pipeline.service.api_errors import ModelNotReadyError
-from pipeline.service.shared_registry import InFlightRegistry
 from tracker import SessionRegistry
 
 logger = logging.getLogger(__name__)
 
 IDLE_WAIT_S = 30.0
-"""At shutdown, how long to wait for a frame still inside the model (see ``InFlightRegistry``)."""
+"""At shutdown, how long to wait for a frame still in the model (``SessionRegistry.wait_idle``)."""
 
 TrackerLoader = Callable[[], Any]
 """Returns a loaded ``Sam3VideoTracker`` (or a stand-in with the same interface)."""
@@ -48,7 +47,7 @@ class ModelEngine:
         self._max_sessions = max_sessions
         self._loaded = threading.Event()
         self._tracker: Any = None
-        self._registry: InFlightRegistry | None = None
+        self._registry: SessionRegistry | None = None
         self.error: str | None = None
 
     @classmethod
@@ -70,7 +69,7 @@ class ModelEngine:
         return self._tracker
 
     @property
-    def registry(self) -> InFlightRegistry:
+    def registry(self) -> SessionRegistry:
         self.require_ready()
         assert self._registry is not None
         return self._registry
@@ -95,9 +94,7 @@ class ModelEngine:
             logger.error("loading model %s failed: %s", self.model_name, self.error)
         else:
             self._tracker = tracker
-            self._registry = InFlightRegistry(
-                SessionRegistry(tracker, max_sessions=self._max_sessions)
-            )
+            self._registry = SessionRegistry(tracker, max_sessions=self._max_sessions)
             logger.info("model %s loaded", self.model_name)
         self._loaded.set()
         return self.error is None
@@ -113,7 +110,7 @@ class ModelEngine:
         """Approximate bytes held per open session, by video_identifier (never blocks on one)."""
         if self._registry is None:
             return {}
-        return {name: stats.bytes_held for name, stats in self._registry.cached_stats().items()}
+        return {name: stats.bytes_held for name, stats in self._registry.all_stats().items()}
 
     def close(self, timeout: float = IDLE_WAIT_S) -> None:
         """After every pipeline was terminated: wait for the model to be idle, free all sessions."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -25,6 +25,8 @@ from typing import Any, Literal
 from aiortc.contrib.media import MediaRelay
 
 from pipeline.errors import ConfigError, SourceError
+from pipeline.loop.contracts import ManagedPipeline, PipelineFactory
+from pipeline.loop.status_events import StatusUpdate, StatusUpdateHandler
 from pipeline.redact import redact
 from pipeline.service.api_errors import (
     InvalidStreamError,
@@ -32,12 +34,12 @@ from pipeline.service.api_errors import (
     StreamLimitError,
     StreamNotFoundError,
 )
-from pipeline.service.defaults import DEFAULT_MAX_STREAMS
 from pipeline.service.engine import ModelEngine
 from pipeline.service.metrics import ServiceMetrics, StreamSnapshot
 from pipeline.service.models import ConfiguredStream, StreamInfo, StreamPatch, StreamSpec
 from pipeline.service.outputs import StreamOutputs
 from pipeline.service.payloads import jsonable
+from pipeline.service.settings import DEFAULT_MAX_STREAMS
 from pipeline.service.sse import DEFAULT_MAX_EVENTS, EventHub
 from pipeline.service.store import StoredStream, StreamStore
 from pipeline.service.webrtc import IceSettings, WebRTCPublisher
@@ -45,16 +47,13 @@ from sinks import Sink, SinkSpecError, parse_sink_spec
 
 logger = logging.getLogger(__name__)
 
-PipelineFactory = Callable[..., Any]
-"""``InferencePipeline.init``'s signature; tests pass a stand-in."""
-
 Origin = Literal["api", "config"]
 
 STOP_TIMEOUT_S = 10.0
 """How long ``delete`` waits for a terminated pipeline to wind down before moving on."""
 
 
-def default_pipeline_factory(*args: Any, **kwargs: Any) -> Any:
+def default_pipeline_factory(*args: Any, **kwargs: Any) -> ManagedPipeline:
     """``pipeline.InferencePipeline.init``, imported on first use (it pulls in the sources)."""
     from pipeline.loop.inference_pipeline import InferencePipeline
 
@@ -66,20 +65,6 @@ def new_stream_id() -> str:
     return secrets.token_hex(6)
 
 
-def source_entries(status: Any) -> list[dict[str, Any]]:
-    """The per-source dicts of a pipeline ``status()``: its ``sources``, or the status itself."""
-    if isinstance(status, dict):
-        sources = status.get("sources")
-        if isinstance(sources, dict):
-            return [entry for entry in sources.values() if isinstance(entry, dict)]
-        if isinstance(sources, list):
-            return [entry for entry in sources if isinstance(entry, dict)]
-        return [status]
-    if isinstance(status, list):
-        return [entry for entry in status if isinstance(entry, dict)]
-    return []
-
-
 @dataclass
 class ManagedStream:
     """One running stream and everything attached to it."""
@@ -89,7 +74,7 @@ class ManagedStream:
     origin: Origin
     created_at: datetime
     video_identifier: str
-    pipeline: Any
+    pipeline: ManagedPipeline
     outputs: StreamOutputs
     events: EventHub
     webrtc: WebRTCPublisher
@@ -105,7 +90,7 @@ class StreamManager:
         store: where API-created streams persist; None keeps them in memory only.
         metrics: the service metrics (frame ages are observed per stream).
         max_streams: streams allowed at once; one more is a 429.
-        pipeline_factory: builds a pipeline (``InferencePipeline.init``'s signature).
+        pipeline_factory: builds a pipeline (``InferencePipeline.init``; tests pass a stand-in).
         ice: WebRTC ICE settings for viewers.
         event_buffer: events each SSE client may lag behind.
     """
@@ -159,9 +144,7 @@ class StreamManager:
         return [self._info(stream) for stream in self.streams()]
 
     def _info(self, stream: ManagedStream) -> StreamInfo:
-        status = jsonable(stream.pipeline.status())
-        if not isinstance(status, dict):
-            status = {"sources": status}
+        status = jsonable(stream.pipeline.status().to_dict())
         status["outputs"] = jsonable(
             {
                 "frames_dispatched": stream.outputs.frames_dispatched,
@@ -186,20 +169,18 @@ class StreamManager:
             status=status,
         )
 
-    def snapshots(self) -> list[StreamSnapshot]:
+    def snapshots(self) -> Sequence[StreamSnapshot]:
         """What ``/metrics`` reads about every stream."""
-        snapshots = []
-        for stream in self.streams():
-            snapshots.append(
-                StreamSnapshot(
-                    stream_id=stream.id,
-                    sources=source_entries(jsonable(stream.pipeline.status())),
-                    sse_clients=stream.events.subscriber_count,
-                    sse_dropped=stream.events.dropped,
-                    webrtc_viewers=stream.webrtc.viewers,
-                )
+        return [
+            StreamSnapshot(
+                stream_id=stream.id,
+                sources=stream.pipeline.status().sources,
+                sse_clients=stream.events.subscriber_count,
+                sse_dropped=stream.events.dropped,
+                webrtc_viewers=stream.webrtc.viewers,
             )
-        return snapshots
+            for stream in self.streams()
+        ]
 
     def _session_figures(self) -> tuple[int, dict[str, int]]:
         return self.engine.live_sessions(), self.engine.session_bytes()
@@ -296,15 +277,16 @@ class StreamManager:
         except SourceError as error:
             outputs.close()
             raise InvalidStreamError("source", redact(error)) from None
-        except (ConfigError, ValueError) as error:
+        except ConfigError as error:
             outputs.close()
-            raise InvalidStreamError(_config_error_field(error, options), redact(error)) from None
+            raise InvalidStreamError(_request_field(error, options), redact(error)) from None
+        except ValueError as error:
+            outputs.close()
+            raise InvalidStreamError("source", redact(error)) from None
         except BaseException:
             outputs.close()
             raise
-        report_sink_error = getattr(pipeline, "report_sink_error", None)
-        if callable(report_sink_error):
-            outputs.attach(report_sink_error)
+        outputs.attach(pipeline.report_sink_error)
         try:
             pipeline.start(use_main_thread=False)
             if paused:
@@ -330,19 +312,20 @@ class StreamManager:
         """Change classes and/or threshold; a class change reseeds, tracker ids continue."""
         stream = self.get(stream_id)
         with stream.lock:
+            setters: dict[str, Callable[[Any], None]] = {
+                "classes": stream.pipeline.set_class_names,
+                "threshold": stream.pipeline.set_threshold,
+            }
             changes: dict[str, Any] = {}
-            if patch.classes is not None and patch.classes != stream.spec.classes:
+            for field_name, set_value in setters.items():
+                value = getattr(patch, field_name)
+                if value is None or value == getattr(stream.spec, field_name):
+                    continue
                 try:
-                    stream.pipeline.set_class_names(patch.classes)
+                    set_value(value)
                 except (ConfigError, ValueError) as error:
-                    raise InvalidStreamError("classes", redact(error)) from None
-                changes["classes"] = patch.classes
-            if patch.threshold is not None and patch.threshold != stream.spec.threshold:
-                try:
-                    stream.pipeline.set_threshold(patch.threshold)
-                except (ConfigError, ValueError) as error:
-                    raise InvalidStreamError("threshold", redact(error)) from None
-                changes["threshold"] = patch.threshold
+                    raise InvalidStreamError(field_name, redact(error)) from None
+                changes[field_name] = value
             if changes:
                 stream.spec = stream.spec.model_copy(update=changes)
                 self._persist(stream, spec=stream.spec)
@@ -479,27 +462,26 @@ def _build_sinks(specs: Iterable[str]) -> list[Sink]:
     return opened
 
 
-def _status_forwarder(stream_id: str, events: EventHub) -> Callable[[Any], None]:
+def _status_forwarder(stream_id: str, events: EventHub) -> StatusUpdateHandler:
     """A ``status_update_handler`` that sends the pipeline's status events to SSE clients."""
 
-    def forward(update: Any) -> None:
+    def forward(update: StatusUpdate) -> None:
         payload = {
             "stream_id": stream_id,
-            "timestamp": getattr(update, "timestamp", None),
-            "severity": getattr(update, "severity", None),
-            "event_type": getattr(update, "event_type", None),
-            "payload": getattr(update, "payload", None),
+            "timestamp": update.timestamp,
+            "severity": update.severity,
+            "event_type": update.event_type,
+            "payload": update.payload,
         }
         events.publish_status(jsonable(payload))
 
     return forward
 
 
-def _config_error_field(error: Exception, options: dict[str, Any]) -> str:
-    """Which request field a pipeline ``ConfigError`` is about (its message names the option)."""
-    message = str(error)
-    if "video_identifier" in message:
+def _request_field(error: ConfigError, source_options: Mapping[str, Any]) -> str:
+    """The request field a pipeline ``ConfigError`` is about, from the option it names."""
+    if error.field == "video_identifiers":
         return "video_identifier"
-    if options and any(name in message for name in options):
+    if error.field is not None and error.field in source_options:
         return "source_options"
     return "source"

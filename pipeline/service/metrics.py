@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from pipeline.loop.status import SourceStatus
+from pipeline.video_frame import VideoFrame
 
 logger = logging.getLogger(__name__)
 
@@ -27,16 +30,22 @@ PREFIX = "sam3_stream"
 FRAME_AGE_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
 """Seconds from grab to dispatch: a live camera should sit in the first few buckets."""
 
-_SOURCE_COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
-    # metric name: (help, the per-source status keys it sums)
-    "frames_decoded": ("Frames decoded by the stream's sources.", ("frames_decoded",)),
-    "frames_processed": ("Frames run through the model.", ("frames_processed",)),
+_SOURCE_COUNTERS: dict[str, tuple[str, Callable[[SourceStatus], int]]] = {
+    # metric name: (help, what it sums over the stream's sources)
+    "frames_decoded": (
+        "Frames decoded by the stream's sources.",
+        lambda source: source.stats.frames_decoded,
+    ),
+    "frames_processed": ("Frames run through the model.", lambda source: source.frames_processed),
     "frames_dropped": (
         "Frames dropped: stale live frames, pauses, max_fps, results the sinks fell behind on.",
-        ("frames_dropped", "dispatch_dropped"),
+        lambda source: source.stats.frames_dropped + source.dispatch_dropped,
     ),
-    "reconnects": ("Successful reconnects of the stream's sources.", ("reconnects",)),
-    "inference_errors": ("Frames the model failed on.", ("inference_errors",)),
+    "reconnects": (
+        "Successful reconnects of the stream's sources.",
+        lambda source: source.stats.reconnects,
+    ),
+    "inference_errors": ("Frames the model failed on.", lambda source: source.inference_errors),
 }
 
 
@@ -45,47 +54,31 @@ class StreamSnapshot:
     """What the metrics read about one stream at scrape time.
 
     Attributes:
-        sources: the per-source entries of the pipeline's ``status()``.
+        sources: the ``sources`` of the pipeline's ``status()``.
         sse_clients / sse_dropped: connected event clients and the events dropped for them.
         webrtc_viewers: open peer connections.
     """
 
     stream_id: str
-    sources: list[Mapping[str, Any]]
+    sources: Sequence[SourceStatus]
     sse_clients: int = 0
     sse_dropped: int = 0
     webrtc_viewers: int = 0
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def latency_quantiles(source: Mapping[str, Any]) -> Iterator[tuple[str, str, float]]:
-    """``(stage, quantile, seconds)`` from a source's ``latency_s`` entry.
-
-    The pipeline reports ``latency_s`` as ``{stage: {"p50": s, "p95": s, "max": s, "count": n}}``
-    (``pipeline.loop.status``); the percentiles become ``quantile="0.5"`` / ``"0.95"`` samples.
-    """
-    latency = source.get("latency_s")
-    if not isinstance(latency, Mapping):
-        return
-    for stage, values in latency.items():
-        if not isinstance(values, Mapping):
-            continue
-        for key, value in values.items():
-            number = _number(value)
-            if number is None or not str(key).startswith("p") or not str(key)[1:].isdigit():
-                continue
-            yield str(stage), str(int(str(key)[1:]) / 100), number
+def latency_quantiles(source: SourceStatus) -> Iterator[tuple[str, str, float]]:
+    """``(stage, quantile, seconds)`` for each stage's p50 and p95 that has a finite value."""
+    for stage, summary in source.latency_s.items():
+        for quantile, seconds in (("0.5", summary.p50), ("0.95", summary.p95)):
+            if seconds is not None and math.isfinite(seconds):
+                yield stage, quantile, seconds
 
 
 class _ServiceCollector(Collector):
     def __init__(
-        self, snapshots: Callable[[], Iterable[StreamSnapshot]], sessions: Callable[[], Any]
+        self,
+        snapshots: Callable[[], Iterable[StreamSnapshot]],
+        sessions: Callable[[], tuple[int, dict[str, int]]],
     ) -> None:
         self._snapshots = snapshots
         self._sessions = sessions
@@ -127,12 +120,10 @@ class _ServiceCollector(Collector):
             totals = dict.fromkeys(_SOURCE_COUNTERS, 0.0)
             epochs = []
             for source in snapshot.sources:
-                for name, (_, keys) in _SOURCE_COUNTERS.items():
-                    totals[name] += sum(_number(source.get(key)) or 0.0 for key in keys)
-                if (value := _number(source.get("epoch"))) is not None:
-                    epochs.append(value)
-                if source.get("state") is not None:
-                    state.add_metric([stream, str(source["state"])], 1.0)
+                for name, (_, count) in _SOURCE_COUNTERS.items():
+                    totals[name] += count(source)
+                epochs.append(float(source.stats.epoch))
+                state.add_metric([stream, source.stats.state.value], 1.0)
                 for stage, quantile, seconds in latency_quantiles(source):
                     latency.add_metric([stream, stage, quantile], seconds)
             for name, value in totals.items():
@@ -194,12 +185,11 @@ class ServiceMetrics:
         """Read streams from ``snapshots()`` and session figures from ``sessions()``."""
         self.registry.register(_ServiceCollector(snapshots, sessions))
 
-    def observe_frame(self, stream_id: str, frame: Any) -> None:
-        if getattr(frame, "comes_from_video_file", True):
+    def observe_frame(self, stream_id: str, frame: VideoFrame) -> None:
+        """Observe a live frame's age (a file's timestamps are not grab times)."""
+        if frame.comes_from_video_file:
             return
-        timestamp = getattr(frame, "frame_timestamp", None)
-        if timestamp is None:
-            return
+        timestamp = frame.frame_timestamp
         now = datetime.now(UTC) if timestamp.tzinfo is not None else datetime.now()
         age = (now - timestamp).total_seconds()
         self.frame_age.labels(stream=stream_id).observe(max(0.0, age))

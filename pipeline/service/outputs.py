@@ -10,15 +10,15 @@ too (see ``events`` and ``webrtc``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import supervision as sv
 
 from pipeline.service.metrics import ServiceMetrics
 from pipeline.service.sse import EventHub
 from pipeline.service.webrtc import WebRTCPublisher
-from sinks import Sink, multi_sink
+from pipeline.video_frame import VideoFrame
+from sinks import ErrorCallback, MultiSink, Sink, SinkCounters
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class LiveTap(Sink):
         self._events = events
         self._webrtc = webrtc
 
-    def _write(self, detections: sv.Detections, frame: Any) -> None:
+    def _write(self, detections: sv.Detections, frame: VideoFrame) -> None:
         self._events.publish_frame(detections, frame)
         self._webrtc.publish(detections, frame)
 
@@ -64,12 +64,12 @@ class StreamOutputs:
         self.name = f"stream:{stream_id}"
         self.frames_dispatched = 0
         self._metrics = metrics
-        self._report_error: Callable[[str, BaseException], None] | None = None
-        self._fan_out = multi_sink(
+        self._report_error: ErrorCallback | None = None
+        self._fan_out = MultiSink(
             [*user_sinks, LiveTap(stream_id, events, webrtc)], on_error=self._sink_failed
         )
 
-    def attach(self, report_sink_error: Callable[[str, BaseException], None]) -> None:
+    def attach(self, report_sink_error: ErrorCallback) -> None:
         """Send sink failures to the pipeline (``InferencePipeline.report_sink_error``)."""
         self._report_error = report_sink_error
 
@@ -79,12 +79,12 @@ class StreamOutputs:
         else:
             logger.warning("stream %s: sink %s failed: %s", self.stream_id, name, error)
 
-    def __call__(self, predictions: Any, video_frame: Any) -> None:
+    def __call__(self, predictions: sv.Detections, video_frame: VideoFrame) -> None:
         self.frames_dispatched += 1
         self._metrics.observe_frame(self.stream_id, video_frame)
         self._fan_out(predictions, video_frame)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> dict[str, SinkCounters]:
         """Counters per sink (``SinkCounters``), as ``InferencePipeline.status()`` reads them."""
         return self._fan_out.stats()
 

@@ -1,9 +1,9 @@
 """Turn whatever a pipeline reports into JSON a client may see: plain types, credentials redacted.
 
-``status()`` payloads and status events carry enums, datetimes, numpy scalars, dataclasses and
-strings that may quote a camera URL. Everything that leaves the service goes through ``jsonable``:
-strings are redacted, and non-finite floats become null (JSON has no NaN, and a NaN must not turn a
-status request into a 500).
+A pipeline's ``status().to_dict()`` and its status events carry enums, datetimes, numpy scalars,
+dataclasses and strings that may quote a camera URL. Everything that leaves the service goes
+through ``jsonable``: strings are redacted, and non-finite floats become null (JSON has no NaN,
+and a NaN must not turn a status request into a 500).
 """
 
 from __future__ import annotations

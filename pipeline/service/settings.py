@@ -1,18 +1,45 @@
-"""How one server is set up: what ``sam3-stream serve`` flags turn into, in one frozen object."""
+"""How one server is set up: the defaults ``sam3-stream serve`` shows and the settings it builds.
+
+Standard library only, on purpose: the CLI reads the defaults here to print ``--help`` and must
+not pay for FastAPI, aiortc and torch to do it.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.service.defaults import DEFAULT_MAX_STREAMS
-from pipeline.service.sse import DEFAULT_MAX_EVENTS
-from pipeline.service.webrtc import IceSettings
+DEFAULT_PORT = 9001
+DEFAULT_MAX_STREAMS = 16
+"""Streams one server runs at once unless told otherwise; one more is answered 429."""
+DEFAULT_MAX_EVENTS = 32
+"""Events an SSE client may lag behind before the oldest are dropped (~1-3 s of a live camera)."""
+
+
+def default_state_dir() -> Path:
+    """``$XDG_DATA_HOME/sam3-stream``, else ``~/.local/share/sam3-stream`` (the XDG default)."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local/share")
+    return Path(base) / "sam3-stream"
+
+
+@dataclass(frozen=True)
+class IceSettings:
+    """How WebRTC peer connections gather candidates (see ``pipeline.service.webrtc``).
+
+    Attributes:
+        loopback_only: offer only 127.0.0.1 and accept only loopback remote candidates (a viewer on
+            this machine, and the tests: all traffic stays on 127.0.0.1).
+        ice_servers: STUN/TURN URLs (``stun:host:port``); empty: host candidates only.
+    """
+
+    loopback_only: bool = False
+    ice_servers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class ServiceSettings:
-    """Settings of one service instance.
+    """Settings of one service instance: what ``sam3-stream serve`` flags turn into.
 
     Attributes:
         api_key: required on every endpoint but ``/healthz`` when set (see ``auth``).

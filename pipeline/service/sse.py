@@ -23,12 +23,10 @@ from typing import Any
 
 import supervision as sv
 
+from pipeline.service.settings import DEFAULT_MAX_EVENTS
 from sinks.serialize import MaskFormat, dumps, frame_record
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_MAX_EVENTS = 32
-"""Events a client may lag behind before the oldest are dropped (~1-3 s of a live camera)."""
 
 
 class EventSubscription:

@@ -30,10 +30,9 @@ from pydantic import ValidationError
 
 from pipeline.errors import ConfigError
 from pipeline.redact import redact
-from pipeline.service.defaults import default_state_dir
 from pipeline.service.models import StreamSpec
 
-__all__ = ["StoredStream", "StreamStore", "default_state_dir"]
+__all__ = ["StoredStream", "StreamStore"]
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,6 @@ import ipaddress
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import aioice.ice
@@ -50,6 +49,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from pipeline.service.api_errors import WebRTCOfferError
 from pipeline.service.models import WebRTCOffer
+from pipeline.service.settings import IceSettings
 from sinks.annotate import annotate
 from sinks.serialize import dumps, frame_record
 
@@ -65,20 +65,6 @@ MAX_CHANNEL_BACKLOG_BYTES = 256 * 1024
 """A data channel with more unsent bytes than this skips frames (latest-only, like the video)."""
 
 _RECV_POLL_S = 0.5
-
-
-@dataclass(frozen=True)
-class IceSettings:
-    """How peer connections gather candidates.
-
-    Attributes:
-        loopback_only: offer only 127.0.0.1 and accept only loopback remote candidates (a viewer on
-            this machine, and the tests: all traffic stays on 127.0.0.1).
-        ice_servers: STUN/TURN URLs (``stun:host:port``); empty: host candidates only.
-    """
-
-    loopback_only: bool = False
-    ice_servers: tuple[str, ...] = ()
 
 
 def _loopback_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
@@ -163,7 +149,9 @@ def viewer_image(image_bgr: np.ndarray, detections: sv.Detections) -> np.ndarray
     if width > MAX_VIEWER_WIDTH:
         scale = MAX_VIEWER_WIDTH / width
         annotated = cv2.resize(
-            annotated, (MAX_VIEWER_WIDTH, max(2, round(height * scale))), cv2.INTER_AREA
+            annotated,
+            (MAX_VIEWER_WIDTH, max(2, round(height * scale))),
+            interpolation=cv2.INTER_AREA,
         )
         height, width = annotated.shape[:2]
     return annotated[: height - height % 2, : width - width % 2]

@@ -16,9 +16,9 @@ from pipeline.sources.base import (
 )
 from pipeline.sources.file import FileSource
 from pipeline.sources.live import LIVE_SCHEMES, LiveStreamSource
-from pipeline.sources.options import SourceOptions
 from pipeline.sources.reference import VideoReference, describe, make_source, make_sources
 from pipeline.sources.round_robin import RoundRobinReader
+from pipeline.sources.source_options import SourceOptions
 from pipeline.sources.testpattern import TestPatternSource, draw_test_pattern
 from pipeline.sources.webcam import WebcamSource
 

@@ -29,23 +29,24 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import numpy as np
+import supervision as sv
 
 from pipeline.redact import redact
-from pipeline.sources.buffers import BlockingFrameBuffer, FrameNotifier, FreshestFrameBuffer
-from pipeline.sources.options import SourceOptions
+from pipeline.sources.source_options import SourceOptions
 from pipeline.video_frame import VideoFrame
+from sinks.frame_queue import FrameNotifier, FrameQueue
 
 logger = logging.getLogger(__name__)
 
-# How many recent frame times the measured fps averages over, and how long without a frame before
-# it reads 0 (a stalled camera must not keep reporting its old rate).
+# How many recent frame times the measured fps averages over (``sv.FPSMonitor``), and how long
+# without a frame before it reads 0 (a stalled camera must not keep reporting its old rate).
 _FPS_WINDOW = 30
 _FPS_STALE_S = 2.0
 # Timings of frames published but not read yet; a buffer holds a handful, the rest were dropped.
@@ -184,18 +185,22 @@ class _Counters:
     frames_decoded: int = 0
     frames_delivered: int = 0
     frames_muted: int = 0
-    frames_cleared: int = 0
     decode_errors: int = 0
     reconnects: int = 0
     connect_failures: int = 0
     declared_fps: float = 0.0
     resolution: tuple[int, int] | None = None
     last_error: str | None = None
-    frame_times: deque[float] = field(default_factory=lambda: deque(maxlen=_FPS_WINDOW))
+    fps: sv.FPSMonitor = field(default_factory=lambda: sv.FPSMonitor(sample_size=_FPS_WINDOW))
 
 
 class VideoSource(ABC):
     """Base class of every source: lifecycle, state, controls, counters and the frame buffer.
+
+    The buffer is a ``FrameQueue`` (one policy for every hand-over of frames): a live source
+    keeps one slot, so a new frame replaces an unread one (dropped, counted) and the consumer
+    always gets the freshest; a file holds ``options.file_buffer_frames`` and its decoder waits
+    for room, so no frame is lost.
 
     Args:
         reference: what the user passed (path, URL, index); only its redacted form is kept for
@@ -205,8 +210,6 @@ class VideoSource(ABC):
         options: tuning shared by all kinds (timeouts, backoff, buffer size).
         on_state_change: called with a ``SourceStateChange`` on every transition, on the thread
             that caused it. Keep it quick; exceptions are logged and swallowed.
-        notifier: poked whenever a frame lands in the buffer, so a loop over several sources can
-            sleep until any has one.
     """
 
     kind: ClassVar[str] = "source"
@@ -219,14 +222,14 @@ class VideoSource(ABC):
         video_identifier: str | None = None,
         options: SourceOptions | None = None,
         on_state_change: StateListener | None = None,
-        notifier: FrameNotifier | None = None,
     ) -> None:
         self.reference = redact(reference)
         self.source_id = source_id
         self.video_identifier = redact(video_identifier) if video_identifier else self.reference
         self.options = options or SourceOptions()
-        self._buffer: FreshestFrameBuffer[VideoFrame] | BlockingFrameBuffer[VideoFrame] = (
-            self._make_buffer(notifier)
+        live = self.is_live
+        self._buffer: FrameQueue[VideoFrame] = FrameQueue(
+            1 if live else self.options.file_buffer_frames, is_live=lambda _frame: live
         )
         self._listeners: list[StateListener] = [on_state_change] if on_state_change else []
         self._lock = threading.RLock()
@@ -325,7 +328,7 @@ class VideoSource(ABC):
         """
         already_stopping = self._stop_event.is_set()
         self._stop_event.set()
-        self._buffer.discard()
+        self._buffer.stop()
         with self._lock:
             self._mode_changed.notify_all()
         if not already_stopping:
@@ -396,12 +399,6 @@ class VideoSource(ABC):
     def _run(self) -> None:
         """Body of the decode thread: connect, decode, publish; return when stopping or done."""
 
-    def _make_buffer(
-        self, notifier: FrameNotifier | None
-    ) -> FreshestFrameBuffer[VideoFrame] | BlockingFrameBuffer[VideoFrame]:
-        """Live sources keep only the freshest frame; file sources override this."""
-        return FreshestFrameBuffer(notifier=notifier)
-
     @property
     def _stopping(self) -> bool:
         return self._stop_event.is_set()
@@ -417,14 +414,6 @@ class VideoSource(ABC):
                 lambda: self._mode is not _Mode.PAUSED or self._stop_event.is_set()
             )
         return self._stopping
-
-    def _gives_up(self, failures_in_a_row: int) -> bool:
-        """True, with the state set to ERROR, once ``max_reconnect_attempts`` is exceeded."""
-        limit = self.options.max_reconnect_attempts
-        if limit is not None and failures_in_a_row > limit:
-            self._set_link(SourceState.ERROR, f"gave up after {failures_in_a_row} failed attempts")
-            return True
-        return False
 
     def _sleep(self, seconds: float) -> bool:
         """Sleep that ``stop()`` interrupts; True when the source is stopping."""
@@ -442,7 +431,7 @@ class VideoSource(ABC):
     def _begin_epoch(self, reconnect: bool) -> None:
         """A connection opened: a reconnect bumps the epoch so the tracker reseeds."""
         with self._lock:
-            self._counters.frame_times.clear()  # the rate of the old connection says nothing
+            self._counters.fps.reset()  # the rate of the old connection says nothing
             if reconnect:
                 self._epoch += 1
                 self._counters.reconnects += 1
@@ -471,7 +460,7 @@ class VideoSource(ABC):
             frame_id = self._next_frame_id
             self._next_frame_id += 1
             self._counters.frames_decoded += 1
-            self._counters.frame_times.append(time.monotonic())
+            self._counters.fps.tick()
             if self._mode is _Mode.MUTED:
                 self._counters.frames_muted += 1
                 return None
@@ -489,7 +478,8 @@ class VideoSource(ABC):
         """Wrap ``image`` (H, W, 3) uint8 BGR in a ``VideoFrame`` and hand it to the buffer.
 
         ``frame_id`` comes from ``_count_decoded()``; ``decode_s`` is how long decoding it took.
-        Returns False when the buffer refused the frame (the source is stopping).
+        Returns False when the buffer refused the frame (the source is stopping). A live frame
+        that replaced an unread one was accepted: the buffer counts the drop.
         """
         with self._lock:
             self._counters.resolution = (image.shape[1], image.shape[0])
@@ -510,7 +500,7 @@ class VideoSource(ABC):
                 self._timings.popitem(last=False)
         if not flowing:
             self._set_link(SourceState.RUNNING, "frames flowing")
-        return self._buffer.put(frame)
+        return self._buffer.put(frame) is not frame
 
     # ----------------------------------------------------------------- internals
 
@@ -588,11 +578,11 @@ class VideoSource(ABC):
                     logger.exception("%s: state listener failed", self.reference)
 
     def _measured_fps_locked(self) -> float:
-        times = self._counters.frame_times
-        if len(times) < 2 or time.monotonic() - times[-1] > _FPS_STALE_S:
+        monitor = self._counters.fps
+        times = monitor.all_timestamps
+        if not times or time.monotonic() - times[-1] > _FPS_STALE_S:
             return 0.0
-        span = times[-1] - times[0]
-        return (len(times) - 1) / span if span > 0 else 0.0
+        return monitor.fps
 
 
 def _remaining(deadline: float | None) -> float | None:

@@ -13,8 +13,6 @@ import av
 
 from pipeline.errors import SourceError
 from pipeline.sources.base import SourceState, VideoSource
-from pipeline.sources.buffers import BlockingFrameBuffer, FrameNotifier, FreshestFrameBuffer
-from pipeline.video_frame import VideoFrame
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +20,7 @@ logger = logging.getLogger(__name__)
 class FileSource(VideoSource):
     """A video file decoded with PyAV.
 
-    By default the decoder waits for the consumer (a small ``BlockingFrameBuffer``), so every
+    By default the decoder waits for the consumer (a few buffered frames), so every
     frame is processed once and in order however slow the model is. With
     ``options.realtime=True`` the file is paced by its PTS and a slow consumer gets the freshest
     frame, like a live camera; handy to rehearse a camera setup with a recording.
@@ -58,13 +56,6 @@ class FileSource(VideoSource):
     @property
     def is_live(self) -> bool:
         return self.options.realtime
-
-    def _make_buffer(
-        self, notifier: FrameNotifier | None
-    ) -> FreshestFrameBuffer[VideoFrame] | BlockingFrameBuffer[VideoFrame]:
-        if self.options.realtime:
-            return FreshestFrameBuffer(notifier=notifier)
-        return BlockingFrameBuffer(capacity=self.options.file_buffer_frames, notifier=notifier)
 
     def _probe(self) -> None:
         """Fail now, with a message that says what to do, if this file can never be played."""

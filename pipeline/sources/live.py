@@ -1,7 +1,8 @@
 """Network streams (RTSP, RTSPS, RTMP, HTTP(S) incl. HLS): freshest frame, watchdog, reconnect.
 
-Each connection is one pass of ``_run``'s loop: open with FFmpeg's own timeouts, decode until the
-stream ends, errors or stalls, close, back off, open again. Why each piece:
+The connect / read / reconnect loop is ``ReconnectingSource``'s; this module supplies one
+connection: open with FFmpeg's own timeouts, decode until the stream ends, errors or stalls, close.
+Why each piece:
 
 - ``av.open(..., timeout=(open_s, read_s))``: PyAV's interrupt callback is the only timeout that
   works on every protocol (FFmpeg's ``stimeout`` is silently ignored since FFmpeg 5). The read
@@ -28,7 +29,7 @@ from typing import Any
 import av
 
 from pipeline.redact import redact
-from pipeline.sources.base import SourceState, VideoSource
+from pipeline.sources.reconnecting import ReconnectingSource
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class _Stalled(Exception):
     """No decoded frame for ``stall_timeout_s`` although the connection is up."""
 
 
-class LiveStreamSource(VideoSource):
+class LiveStreamSource(ReconnectingSource[av.container.InputContainer]):
     """A network video stream that reconnects forever and always serves its freshest frame.
 
     A camera that is down at start keeps being retried in the background (CONNECTING); one that
@@ -81,46 +82,7 @@ class LiveStreamSource(VideoSource):
         options.update(self.options.av_options)
         return options
 
-    def _run(self) -> None:
-        backoff = self.options.make_backoff()
-        connected_before = False
-        ever_ran = False
-        failures_in_a_row = 0
-        while not self._stopping:
-            if self._wait_while_paused():
-                return
-            container = self._open()
-            if self._stopping:  # stop() gave up waiting for this open: leave without a trace
-                if container is not None:
-                    _close_quietly(container)
-                return
-            got_frames = False
-            if container is not None:
-                self._begin_epoch(reconnect=connected_before)
-                connected_before = True
-                got_frames, reason = self._pump(container)
-                ever_ran = ever_ran or got_frames
-                if self._stopping:
-                    return
-                # Also when paused: the state reads PAUSED now and RECONNECTING on resume.
-                link = SourceState.RECONNECTING if ever_ran else SourceState.CONNECTING
-                self._set_link(link, reason)
-            if got_frames:
-                # It worked a moment ago: try again at once, back off only if that fails.
-                backoff.reset()
-                failures_in_a_row = 0
-                continue
-            if self._paused:
-                continue
-            failures_in_a_row += 1
-            if self._gives_up(failures_in_a_row):
-                return
-            delay = backoff.next_delay()
-            logger.info("%s: next attempt in %.2f s", self.reference, delay)
-            if self._sleep(delay):
-                return
-
-    def _open(self) -> av.container.InputContainer | None:
+    def _connect(self) -> av.container.InputContainer | None:
         """One connection attempt; None (and the error recorded) when it failed."""
         started = time.monotonic()
         try:
@@ -166,7 +128,7 @@ class LiveStreamSource(VideoSource):
                     continue
                 started_decoding = time.perf_counter()
                 try:
-                    frames = packet.decode()
+                    frames = stream.decode(packet)
                 except av.error.InvalidDataError as error:
                     # Typical right after (re)connecting mid-GOP; the next keyframe fixes it.
                     self._record_decode_error(f"skipped a corrupt packet ({error})")
@@ -187,10 +149,15 @@ class LiveStreamSource(VideoSource):
             reason = f"no frame for {self.options.stall_timeout_s:g} s (stream stalled)"
         except (av.FFmpegError, OSError) as error:
             reason = f"connection lost: {error}"
-        finally:
-            _close_quietly(container)
         self._record_failure(reason)
         return got_frames, redact(reason)
+
+    def _disconnect(self, container: av.container.InputContainer) -> None:
+        """Closing sends an RTSP TEARDOWN; on a dead connection that may fail, which is fine."""
+        try:
+            container.close()
+        except (av.FFmpegError, OSError) as error:
+            logger.debug("closing a dead connection failed: %s", redact(error))
 
 
 def _describe_open_error(error: Exception, elapsed_s: float, timeout_s: float) -> str:
@@ -200,11 +167,3 @@ def _describe_open_error(error: Exception, elapsed_s: float, timeout_s: float) -
     if isinstance(error, av.error.HTTPUnauthorizedError):
         return f"authorization failed: check the user name and password ({error})"
     return f"cannot connect: {error}"
-
-
-def _close_quietly(container: av.container.InputContainer) -> None:
-    """Closing sends an RTSP TEARDOWN; on a dead connection that may fail, which is fine."""
-    try:
-        container.close()
-    except (av.FFmpegError, OSError) as error:
-        logger.debug("closing a dead connection failed: %s", redact(error))

@@ -30,10 +30,9 @@ from urllib.parse import unquote, urlsplit
 from pipeline.errors import SourceError
 from pipeline.redact import redact
 from pipeline.sources.base import StateListener, VideoSource
-from pipeline.sources.buffers import FrameNotifier
 from pipeline.sources.file import FileSource
 from pipeline.sources.live import LIVE_SCHEMES, LiveStreamSource
-from pipeline.sources.options import SourceOptions
+from pipeline.sources.source_options import SourceOptions
 from pipeline.sources.testpattern import TESTPATTERN, TestPatternSource
 from pipeline.sources.webcam import WebcamSource
 
@@ -52,7 +51,6 @@ def make_source(
     video_identifier: str | None = None,
     options: SourceOptions | None = None,
     on_state_change: StateListener | None = None,
-    notifier: FrameNotifier | None = None,
     **option_fields: Any,
 ) -> VideoSource:
     """Make the source for one reference (not started).
@@ -63,7 +61,6 @@ def make_source(
         video_identifier: unique name; defaults to the redacted reference.
         options: source tuning; or pass its fields as keyword arguments (``realtime=True``).
         on_state_change: called on every state change.
-        notifier: poked when a frame arrives (for loops over several sources).
 
     Raises:
         SourceError: the reference can never work.
@@ -82,7 +79,6 @@ def make_source(
         "video_identifier": video_identifier,
         "options": options,
         "on_state_change": on_state_change,
-        "notifier": notifier,
     }
     if isinstance(reference, bool) or not isinstance(reference, str | int | os.PathLike):
         raise SourceError(

@@ -8,7 +8,7 @@ a shared ``FrameNotifier`` when no source has a frame, instead of spinning.
 The per-source rate cap (``max_fps``) lives here too, because it is a scheduling rule: a source
 served less than ``1 / max_fps`` s ago is skipped. Skipping is all it takes to get the right
 behaviour per kind: a file's decoder waits on its full buffer (nothing lost), a live source's
-freshest-frame buffer replaces what it holds (stale frames dropped and counted).
+one-slot buffer replaces what it holds (stale frames dropped and counted).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from collections.abc import Sequence
 
 from pipeline.errors import ConfigError
 from pipeline.sources.base import VideoSource
-from pipeline.sources.buffers import FrameNotifier
 from pipeline.video_frame import VideoFrame
+from sinks.frame_queue import FrameNotifier
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,8 @@
 
 OpenCV rather than PyAV because it picks the right capture backend per platform (V4L2, AVFoundation,
 DirectShow/MSMF) and already returns BGR. A webcam is a live source: freshest frame, watchdog,
-reconnect with backoff (a USB camera that is unplugged and plugged back in comes back).
+and ``ReconnectingSource``'s reconnect loop (a USB camera that is unplugged and plugged back in
+comes back); this module supplies only opening, reading and releasing the device.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import cv2
 import numpy as np
 
 from pipeline.errors import SourceError
-from pipeline.sources.base import SourceState, VideoSource
+from pipeline.sources.reconnecting import ReconnectingSource
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def open_capture(device: int | str) -> Capture:
     return cv2.VideoCapture(device)
 
 
-class WebcamSource(VideoSource):
+class WebcamSource(ReconnectingSource[Capture]):
     """A local camera.
 
     Args:
@@ -76,63 +77,40 @@ class WebcamSource(VideoSource):
         self._capture_factory = capture_factory
         super().__init__(f"webcam:{device}" if isinstance(device, int) else device, **kwargs)
 
-    def _run(self) -> None:
-        backoff = self.options.make_backoff()
-        connected_before = False
-        failures_in_a_row = 0
-        while not self._stopping:
-            if self._wait_while_paused():
-                return
-            capture = self._capture_factory(self.device)
-            got_frames = False
-            if capture.isOpened():
-                self._begin_epoch(reconnect=connected_before)
-                connected_before = True
-                got_frames, reason = self._pump(capture)
-                if self._stopping:
-                    return
-                self._set_link(SourceState.RECONNECTING, reason)
-            else:
-                capture.release()
-                self._record_failure(f"cannot open webcam {self.device}", connect=True)
-                logger.warning("cannot open webcam %s", self.device)
-            if got_frames:
-                backoff.reset()
-                failures_in_a_row = 0
-                continue
-            if self._paused:
-                continue
-            failures_in_a_row += 1
-            if self._gives_up(failures_in_a_row):
-                return
-            if self._sleep(backoff.next_delay()):
-                return
+    def _connect(self) -> Capture | None:
+        capture = self._capture_factory(self.device)
+        if capture.isOpened():
+            return capture
+        capture.release()
+        self._record_failure(f"cannot open webcam {self.device}", connect=True)
+        logger.warning("cannot open webcam %s", self.device)
+        return None
 
     def _pump(self, capture: Capture) -> tuple[bool, str]:
         """Grab frames until the camera fails or goes silent; returns (got frames, why it ended)."""
         got_frames = False
-        try:
-            # One frame of driver buffering at most: we want the newest, not a queue.
-            capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
-            self._set_declared_fps(float(capture.get(cv2.CAP_PROP_FPS) or 0.0))
-            last_frame_at = time.monotonic()
-            while not self._stopping and not self._paused:
-                ok, image = capture.read()
-                if not ok or image is None:
-                    if time.monotonic() - last_frame_at > self.options.stall_timeout_s:
-                        return got_frames, f"no frame for {self.options.stall_timeout_s:g} s"
-                    if self._sleep(0.01):  # the driver had nothing yet; poll again shortly
-                        break
-                    continue
-                last_frame_at = time.monotonic()
-                if image.ndim == 2:  # some IR and mono cameras
-                    image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-                frame_id = self._count_decoded()
-                if frame_id is None:
-                    continue
-                got_frames = True
-                if not self._publish_frame(image, frame_id):  # (H, W, 3) uint8 BGR
+        # One frame of driver buffering at most: we want the newest, not a queue.
+        capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        self._set_declared_fps(float(capture.get(cv2.CAP_PROP_FPS) or 0.0))
+        last_frame_at = time.monotonic()
+        while not self._stopping and not self._paused:
+            ok, image = capture.read()
+            if not ok or image is None:
+                if time.monotonic() - last_frame_at > self.options.stall_timeout_s:
+                    return got_frames, f"no frame for {self.options.stall_timeout_s:g} s"
+                if self._sleep(0.01):  # the driver had nothing yet; poll again shortly
                     break
-            return got_frames, "paused" if self._paused else "stopped"
-        finally:
-            capture.release()
+                continue
+            last_frame_at = time.monotonic()
+            if image.ndim == 2:  # some IR and mono cameras
+                image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+            frame_id = self._count_decoded()
+            if frame_id is None:
+                continue
+            got_frames = True
+            if not self._publish_frame(image, frame_id):  # (H, W, 3) uint8 BGR
+                break
+        return got_frames, "paused" if self._paused else "stopped"
+
+    def _disconnect(self, capture: Capture) -> None:
+        capture.release()

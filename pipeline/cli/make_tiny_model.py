@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.errors import ConfigError
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -23,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pipeline.errors import ConfigError
     from tracker import build_tiny_model
 
     if args.image_size <= 0 or args.image_size % 14:

@@ -52,23 +52,29 @@ class SourceOptions:
     def __post_init__(self) -> None:
         for name in ("stall_timeout_s", "open_timeout_s"):
             if not getattr(self, name) > 0:
-                raise ConfigError(f"source option {name} must be > 0, got {getattr(self, name)}")
+                raise ConfigError(
+                    f"source option {name} must be > 0, got {getattr(self, name)}", field=name
+                )
         if self.max_reconnect_attempts is not None and self.max_reconnect_attempts < 0:
             raise ConfigError(
                 "source option max_reconnect_attempts must be >= 0 or None (retry forever), "
-                f"got {self.max_reconnect_attempts}"
+                f"got {self.max_reconnect_attempts}",
+                field="max_reconnect_attempts",
             )
         if self.file_buffer_frames < 1:
             raise ConfigError(
-                f"source option file_buffer_frames must be >= 1, got {self.file_buffer_frames}"
+                f"source option file_buffer_frames must be >= 1, got {self.file_buffer_frames}",
+                field="file_buffer_frames",
             )
         if self.rtsp_transport not in ("tcp", "udp"):
             raise ConfigError(
-                f"source option rtsp_transport must be 'tcp' or 'udp', got {self.rtsp_transport!r}"
+                f"source option rtsp_transport must be 'tcp' or 'udp', got {self.rtsp_transport!r}",
+                field="rtsp_transport",
             )
         if self.decoder_threads < 0:
             raise ConfigError(
-                f"source option decoder_threads must be >= 0, got {self.decoder_threads}"
+                f"source option decoder_threads must be >= 0, got {self.decoder_threads}",
+                field="decoder_threads",
             )
         self.make_backoff()  # validates the backoff fields
 
@@ -79,7 +85,9 @@ class SourceOptions:
         unknown = sorted(set(kwargs) - known)
         if unknown:
             raise ConfigError(
-                f"unknown source option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+                f"unknown source option(s): {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}",
+                field=unknown[0],
             )
         return cls(**kwargs)
 
