@@ -1,25 +1,30 @@
-"""Helpers for the pipeline tests: stand-in models, a recording sink, a status event recorder.
+"""Helpers for the pipeline tests: stand-in models, a status event recorder, a pipeline factory,
+status snapshots.
 
-The stand-ins have the one method the pipeline calls on a registry, ``process(...)``. They are
-NOT SAM3: they exist to make timing and failures controllable (a model that is slow on purpose,
+The stand-in model implements ``FrameProcessor``, what the pipeline calls on a registry. It is
+NOT SAM3: it exists to make timing and failures controllable (a model that is slow on purpose,
 one that fails on chosen frames). Tests that need real tracker ids use the tiny SAM3 checkpoint.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import supervision as sv
 
 from pipeline import InferencePipeline, StatusUpdate
+from pipeline.loop.contracts import FrameProcessor
+from pipeline.loop.status import LATENCY_STAGES, LatencySummary, SourceStatus
+from pipeline.sources import SourceState, SourceStats
+from tests.waiting import GUARD_S, CallRecorder
 from tracker import InferenceError
 
 
-class StandInModel:
+class StandInModel(FrameProcessor):
     """Stand-in for ``SessionRegistry``: records every call, optionally sleeps or fails.
 
     Args:
@@ -65,83 +70,38 @@ class StandInModel:
         self.closed.append(video_identifier)
 
 
-class RecordingSink:
-    """``on_prediction`` that keeps every (predictions, frame) and lets a test wait for a count."""
-
-    def __init__(self) -> None:
-        self.results: list[tuple[Any, Any]] = []
-        self._condition = threading.Condition()
-
-    def __call__(self, predictions: Any, frame: Any) -> None:
-        with self._condition:
-            self.results.append((predictions, frame))
-            self._condition.notify_all()
-
-    @property
-    def frames(self) -> list[Any]:
-        with self._condition:
-            return [frame for _, frame in self.results]
-
-    def wait_for(self, predicate: Callable[[list[tuple[Any, Any]]], bool], timeout: float = 60.0):
-        with self._condition:
-            if not self._condition.wait_for(lambda: predicate(self.results), timeout):
-                raise AssertionError(
-                    f"sink condition not met within {timeout} s; {len(self.results)} results"
-                )
-
-    def wait_count(self, count: int, timeout: float = 60.0) -> None:
-        self.wait_for(lambda results: len(results) >= count, timeout)
-
-
-class EventRecorder:
+class EventRecorder(CallRecorder[StatusUpdate]):
     """A status update handler that tests can wait on."""
 
-    def __init__(self) -> None:
-        self.events: list[StatusUpdate] = []
-        self._condition = threading.Condition()
-
     def __call__(self, update: StatusUpdate) -> None:
-        with self._condition:
-            self.events.append(update)
-            self._condition.notify_all()
+        self.record(update)
 
     def of_type(self, event_type: str) -> list[StatusUpdate]:
         with self._condition:
-            return [event for event in self.events if event.event_type == event_type]
-
-    def wait_for(
-        self, predicate: Callable[[StatusUpdate], bool], timeout: float = 30.0, after: int = 0
-    ) -> StatusUpdate:
-        """The first event among ``events[after:]`` that matches ``predicate``."""
-        with self._condition:
-            found: list[StatusUpdate] = []
-
-            def check() -> bool:
-                found[:] = [event for event in self.events[after:] if predicate(event)]
-                return bool(found)
-
-            if not self._condition.wait_for(check, timeout):
-                seen = [(e.event_type, e.payload.get("new")) for e in self.events]
-                raise AssertionError(f"no matching status event within {timeout} s: {seen}")
-            return found[0]
+            return [event for event in self.received if event.event_type == event_type]
 
     def wait_state(
-        self, source_id: int, state: str, after: int = 0, timeout: float = 30.0
+        self, source_id: int, state: str, after: int = 0, timeout: float = GUARD_S
     ) -> StatusUpdate:
-        """The first change of source ``source_id`` into ``state`` among ``events[after:]``."""
-        return self.wait_for(
+        """The first change of source ``source_id`` into ``state`` among ``received[after:]``."""
+        return self.wait_for_item(
             lambda e: (
                 e.event_type == "SOURCE_STATE_CHANGED"
                 and e.payload["source_id"] == source_id
                 and e.payload["new"] == state
             ),
-            timeout,
-            after,
+            after=after,
+            timeout=timeout,
+            what=f"change of source {source_id} to {state}",
         )
 
+    def describe(self, item: StatusUpdate) -> Any:
+        return (item.event_type, item.payload.get("new"))
+
     def __len__(self) -> int:
+        """How many events so far: the ``after`` mark for a later ``wait_state``."""
         with self._condition:
-            return len(self.events)
+            return len(self.received)
 
 
 class PipelineFactory:
@@ -160,10 +120,34 @@ class PipelineFactory:
             pipeline.terminate()
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
-    """Poll a condition that has no event of its own (a counter in status()), up to ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(0.02)
+def source_status(
+    *,
+    total_frames: int | None = None,
+    frames_processed: int = 0,
+    inference_errors: int = 0,
+    processed_fps: float = 0.0,
+    latency_s: dict[str, LatencySummary] | None = None,
+    **stats: Any,
+) -> SourceStatus:
+    """A ``SourceStatus`` with zero counters, a RUNNING state and empty latency windows, except
+    what is given (``stats`` are ``SourceStats`` fields): for tests of what reads a status."""
+    zero: dict[str, Any] = {}
+    for field in dataclasses.fields(SourceStats):
+        kind = str(field.type)
+        if "None" in kind:
+            zero[field.name] = None
+        elif kind == "SourceState":
+            zero[field.name] = SourceState.RUNNING
+        else:
+            zero[field.name] = {"int": 0, "float": 0.0, "bool": False, "str": ""}[kind]
+    empty = LatencySummary(p50=None, p95=None, max=None, count=0)
+    return SourceStatus(
+        stats=SourceStats(**{**zero, **stats}),
+        total_frames=total_frames,
+        frames_processed=frames_processed,
+        inference_errors=inference_errors,
+        dispatch_dropped=0,
+        last_frame_id=None,
+        processed_fps=processed_fps,
+        latency_s={stage: empty for stage in LATENCY_STAGES} | (latency_s or {}),
+    )

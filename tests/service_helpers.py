@@ -22,20 +22,18 @@ import numpy as np
 import supervision as sv
 from fastapi import FastAPI
 
+from pipeline.loop.contracts import ManagedPipeline
+from pipeline.loop.status import LatencySummary, PipelineState, PipelineStatus
 from pipeline.service import ModelEngine, ServiceSettings, create_app
 from pipeline.service.server import ServiceServer, bind_socket
-from pipeline.sources import make_source
+from pipeline.sources import SourceState, make_source
 from pipeline.video_frame import VideoFrame
+from tests.pipeline_helpers import source_status
 
 
-class ScriptedPipeline:
-    """``InferencePipeline``'s service-facing surface; frames only on ``emit()``.
-
-    Every instance is kept in ``ScriptedPipeline.instances`` so a test can drive the pipeline of
-    the stream it created.
-    """
-
-    instances: list[ScriptedPipeline] = []
+class ScriptedPipeline(ManagedPipeline):
+    """``InferencePipeline``'s service-facing surface (``ManagedPipeline``); frames only on
+    ``emit()``. Built by ``ScriptedPipelines.init``, the app's pipeline factory."""
 
     def __init__(
         self,
@@ -56,34 +54,8 @@ class ScriptedPipeline:
         self.state = "CREATED"
         self.frame_id = 0
         self.next_tracker_id = 1
+        self.sink_errors = 0
         self.terminated = threading.Event()
-
-    @classmethod
-    def init(
-        cls,
-        video_reference: Any,
-        class_names: list[str],
-        on_prediction: Callable[[Any, Any], None],
-        *,
-        threshold: float = 0.5,
-        max_fps: float | None = None,
-        video_identifiers: list[str] | None = None,
-        status_update_handlers: list[Callable[[Any], None]] | None = None,
-        tracker: Any = None,
-        registry: Any = None,
-        **source_options: Any,
-    ) -> ScriptedPipeline:
-        make_source(video_reference, **source_options)  # raises SourceError like the real one
-        pipeline = cls(
-            video_reference,
-            class_names,
-            on_prediction,
-            threshold=threshold,
-            video_identifier=(video_identifiers or ["0"])[0],
-            status_update_handlers=list(status_update_handlers or []),
-        )
-        cls.instances.append(pipeline)
-        return pipeline
 
     def start(self, use_main_thread: bool = False) -> None:
         self.state = "RUNNING"
@@ -107,23 +79,33 @@ class ScriptedPipeline:
     def join(self, timeout: float | None = None) -> bool:
         return True
 
-    def status(self) -> dict[str, Any]:
-        return {
-            "sources": [
-                {
-                    "source_id": 0,
-                    "video_identifier": self.video_identifier,
-                    "reference": str(self.video_reference),
-                    "state": self.state,
-                    "epoch": 0,
-                    "frames_decoded": self.frame_id,
-                    "frames_processed": self.frame_id,
-                    "frames_dropped": 0,
-                    "reconnects": 0,
-                    "latency_s": {"inference": {"p50": 0.012, "p95": float("nan"), "count": 3}},
-                }
-            ]
-        }
+    def report_sink_error(self, sink_name: str, error: BaseException) -> None:
+        self.sink_errors += 1
+
+    def status(self) -> PipelineStatus:
+        if self.terminated.is_set():
+            state = PipelineState.TERMINATED
+        else:
+            state = PipelineState.CREATED if self.state == "CREATED" else PipelineState.RUNNING
+        source = source_status(
+            video_identifier=self.video_identifier,
+            reference=str(self.video_reference),
+            # A real source connects until its first frame.
+            state=SourceState.CONNECTING if self.state == "CREATED" else SourceState(self.state),
+            frames_decoded=self.frame_id,
+            frames_processed=self.frame_id,
+            latency_s={"inference": LatencySummary(p50=0.012, p95=float("nan"), max=None, count=3)},
+        )
+        return PipelineStatus(
+            state=state,
+            model="scripted",
+            class_names=tuple(self.class_names),
+            threshold=self.threshold,
+            max_fps=None,
+            started_at=None,
+            sink_errors=self.sink_errors,
+            sources=(source,),
+        )
 
     def emit(self, count: int = 1, *, live: bool = True) -> None:
         """Hand ``count`` frames with one detection each to ``on_prediction``."""
@@ -149,6 +131,42 @@ class ScriptedPipeline:
             )
             self.frame_id += 1
             self.on_prediction(detections, frame)
+
+
+class ScriptedPipelines:
+    """One app's pipeline factory: ``init`` builds a ``ScriptedPipeline`` and keeps it in
+    ``made``, so a test drives the pipeline of the stream it created (``made[-1]``) and never
+    sees another test's."""
+
+    def __init__(self) -> None:
+        self.made: list[ScriptedPipeline] = []
+
+    def init(
+        self,
+        video_reference: Any,
+        class_names: list[str],
+        on_prediction: Callable[[Any, Any], None],
+        *,
+        threshold: float = 0.5,
+        max_fps: float | None = None,
+        video_identifiers: list[str] | None = None,
+        status_update_handlers: list[Callable[[Any], None]] | None = None,
+        tracker: Any = None,
+        registry: Any = None,
+        **source_options: Any,
+    ) -> ScriptedPipeline:
+        """``InferencePipeline.init``'s signature; the source is checked, never opened."""
+        make_source(video_reference, **source_options)  # raises SourceError like the real one
+        pipeline = ScriptedPipeline(
+            video_reference,
+            class_names,
+            on_prediction,
+            threshold=threshold,
+            video_identifier=(video_identifiers or ["0"])[0],
+            status_update_handlers=list(status_update_handlers or []),
+        )
+        self.made.append(pipeline)
+        return pipeline
 
 
 def scripted_engine() -> ModelEngine:
@@ -196,6 +214,7 @@ def start_server(app: FastAPI, *, api_key: str | None = None) -> RunningServer:
 
 
 def scripted_app(
+    pipelines: ScriptedPipelines | None = None,
     *,
     state_dir: Path | None = None,
     api_key: str | None = None,
@@ -204,14 +223,14 @@ def scripted_app(
     engine: ModelEngine | None = None,
     **kwargs: Any,
 ) -> FastAPI:
-    """An app over ``ScriptedPipeline``."""
+    """An app whose pipelines ``pipelines`` makes (a fresh factory where the test drives none)."""
     settings = ServiceSettings(
         api_key=api_key, state_dir=state_dir, max_streams=max_streams, event_buffer=event_buffer
     )
     return create_app(
         settings,
         engine=engine or scripted_engine(),
-        pipeline_factory=ScriptedPipeline.init,
+        pipeline_factory=(pipelines or ScriptedPipelines()).init,
         **kwargs,
     )
 

@@ -1,66 +1,47 @@
-"""Helpers shared by the source tests: a state-change recorder, clip writer, free port, polling."""
+"""Helpers shared by the source tests: a state-change recorder, clip writer, free port."""
 
 from __future__ import annotations
 
 import socket
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 
 from pipeline.sources import SourceState, SourceStateChange
+from tests.waiting import GUARD_S, CallRecorder
 
 
-class StateRecorder:
-    """A state listener that tests can wait on, instead of sleeping and hoping.
+class StateRecorder(CallRecorder[SourceStateChange]):
+    """A state listener that tests walk through, one expected state after another.
 
-    ``wait_for`` only looks at changes it has not returned yet, so a test walks through a
+    ``wait_state`` only looks at changes it has not returned yet, so a test walks through a
     sequence (RUNNING, then RECONNECTING, then RUNNING again) without matching an old event.
     """
 
     def __init__(self) -> None:
-        self.changes: list[SourceStateChange] = []
-        self._condition = threading.Condition()
+        super().__init__()
         self._cursor = 0
 
     def __call__(self, change: SourceStateChange) -> None:
-        with self._condition:
-            self.changes.append(change)
-            self._condition.notify_all()
+        self.record(change)
 
-    def wait_for(self, state: SourceState, timeout: float = 20.0) -> SourceStateChange:
+    def wait_state(self, state: SourceState, timeout: float = GUARD_S) -> SourceStateChange:
         """The next change into ``state``; AssertionError with the history if none comes."""
-        deadline = time.monotonic() + timeout
-        with self._condition:
-            while True:
-                for index in range(self._cursor, len(self.changes)):
-                    if self.changes[index].new is state:
-                        self._cursor = index + 1
-                        return self.changes[index]
-                self._cursor = len(self.changes)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._condition.wait(remaining):
-                    history = [(c.new.value, c.reason) for c in self.changes]
-                    raise AssertionError(
-                        f"no change to {state.value} within {timeout} s: {history}"
-                    )
+        index = self._wait_for_index(
+            lambda c: c.new is state, self._cursor, timeout, f"change to {state.value}"
+        )
+        self._cursor = index + 1
+        return self.received[index]
 
     @property
     def states(self) -> list[SourceState]:
         with self._condition:
-            return [change.new for change in self.changes]
+            return [change.new for change in self.received]
 
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
-    """Poll a condition that has no event of its own (e.g. a counter), failing after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(0.01)
+    def describe(self, item: SourceStateChange) -> Any:
+        return (item.new.value, item.reason)
 
 
 def free_port() -> int:

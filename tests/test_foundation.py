@@ -9,8 +9,8 @@ import sys
 import tomllib
 
 import numpy as np
-import torch
 
+from pipeline.bench.plain_hf import PlainHFStream
 from tests.frames import moving_shapes
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -35,14 +35,9 @@ def test_make_tiny_model_then_stream_three_frames_offline(tmp_path):
     model = Sam3VideoModel.from_pretrained(tmp_path / "tiny").eval()
     processor = Sam3VideoProcessor.from_pretrained(tmp_path / "tiny")
     assert sum(p.numel() for p in model.parameters()) < 10_000_000
-    session = processor.init_video_session(inference_device="cpu")
-    processor.add_text_prompt(session, "person")
+    plain = PlainHFStream(processor, model, device="cpu", classes="person")
     for index in range(3):
-        rgb = moving_shapes(index)[:, :, ::-1].copy()
-        inputs = processor(images=rgb, device="cpu", return_tensors="pt")
-        with torch.inference_mode():
-            out = model(inference_session=session, frame=inputs.pixel_values[0], frame_idx=index)
-        post = processor.postprocess_outputs(session, out, original_sizes=inputs.original_sizes)
+        post = plain.step(moving_shapes(index))
         # thresholds at 0: random weights still detect something
         assert len(post["object_ids"]) > 0
         assert post["masks"].shape[1:] == (96, 128)

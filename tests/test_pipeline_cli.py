@@ -23,8 +23,8 @@ from pipeline.cli.main import main
 from pipeline.config.run_config import SourceOptionsConfig, load_config, parse_config
 from pipeline.errors import ConfigError
 from pipeline.sources import SourceOptions
-from tests.pipeline_helpers import wait_until
 from tests.sources_helpers import write_test_clip
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(240)
 

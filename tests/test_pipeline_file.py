@@ -9,25 +9,20 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import supervision as sv
 
 from pipeline import InferencePipeline
 from pipeline.errors import ConfigError, SourceError
-from tests.pipeline_helpers import EventRecorder, PipelineFactory, RecordingSink, StandInModel
+from pipeline.loop.contracts import FrameProcessor
+from tests.pipeline_helpers import EventRecorder, PipelineFactory, StandInModel
 from tests.sources_helpers import level_of, write_test_clip
+from tests.waiting import RecordingSink
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def pipelines() -> Iterator[PipelineFactory]:
-    factory = PipelineFactory()
-    yield factory
-    factory.terminate_all()
 
 
 @pytest.fixture(scope="module")
@@ -59,14 +54,17 @@ def test_every_frame_of_a_file_reaches_the_sink_in_order_with_its_metadata(
     assert model.closed == ["shelf-cam"], "the stream's session is freed when it ends"
 
     status = pipeline.status()
-    json.dumps(status)  # JSON-ready as it is
-    source = status["sources"][0]
-    assert status["state"] == "ENDED" and status["frames_processed"] == 30
-    assert (source["state"], source["frames_decoded"], source["frames_dropped"]) == ("ENDED", 30, 0)
-    assert source["total_frames"] == 30
+    json.dumps(status.to_dict())  # its JSON form is JSON-ready as it is
+    source = status.sources[0]
+    assert status.state == "ENDED" and status.frames_processed == 30
+    stats = source.stats
+    assert (stats.state, stats.frames_decoded, stats.frames_dropped) == ("ENDED", 30, 0)
+    assert source.total_frames == 30
     for stage in ("decode", "inference", "sinks", "end_to_end"):
-        latency = source["latency_s"][stage]
-        assert latency["count"] == 30 and 0 <= latency["p50"] <= latency["p95"] <= latency["max"]
+        latency = source.latency_s[stage]
+        assert latency.count == 30
+        assert latency.p50 is not None and latency.p95 is not None and latency.max is not None
+        assert 0 <= latency.p50 <= latency.p95 <= latency.max
 
 
 def test_max_fps_makes_a_file_wait_and_loses_no_frame(
@@ -77,7 +75,7 @@ def test_max_fps_makes_a_file_wait_and_loses_no_frame(
     started = time.monotonic()
     pipeline.start()
     assert [f.frame_id for f in sink.frames] == list(range(1, 31))
-    assert pipeline.status()["sources"][0]["frames_dropped"] == 0
+    assert pipeline.status().sources[0].stats.frames_dropped == 0
     assert time.monotonic() - started >= 29 / 50 * 0.9  # capped: it cannot have gone faster
 
 
@@ -93,7 +91,7 @@ def test_an_inference_error_is_reported_and_counted_and_the_pipeline_goes_on(
     assert [e.payload["frame_id"] for e in errors] == [3, 5]
     assert all(e.severity == "ERROR" and "stand-in failure" in e.payload["error"] for e in errors)
     assert [f.frame_id for f in sink.frames] == [i for i in range(1, 31) if i not in (3, 5)]
-    assert pipeline.status()["inference_errors"] == 2
+    assert pipeline.status().inference_errors == 2
     assert events.of_type("PIPELINE_ENDED")[0].payload["inference_errors"] == 2
 
 
@@ -125,8 +123,8 @@ def test_a_list_of_sinks_is_fanned_out_isolated_reported_and_closed_at_the_end(
     errors = events.of_type("SINK_ERROR")
     assert len(errors) == 30 and errors[0].payload["error"] == "disk full"
     status = pipeline.status()
-    assert status["sink_errors"] == 30
-    assert [counters["errors"] for counters in status["sinks"].values()] == [0, 30]
+    assert status.sink_errors == 30 and status.sinks is not None
+    assert [counters.errors for counters in status.sinks.values()] == [0, 30]
 
 
 def test_an_exception_from_on_prediction_is_a_sink_error_not_a_crash(
@@ -142,7 +140,7 @@ def test_an_exception_from_on_prediction_is_a_sink_error_not_a_crash(
         str(clip), "square", flaky, registry=StandInModel(), status_update_handlers=[events]
     )
     pipeline.start()
-    assert pipeline.status()["frames_processed"] == 30
+    assert pipeline.status().frames_processed == 30
     assert [e.payload["sink"] for e in events.of_type("SINK_ERROR")] == ["flaky"] * 3
 
 
@@ -170,7 +168,7 @@ def test_class_names_and_threshold_change_at_runtime_from_the_next_frame(
         30 - switched
     )
     assert len(events.of_type("SETTINGS_CHANGED")) == 2
-    assert pipeline.status()["class_names"] == ["pallet", "forklift"]
+    assert pipeline.status().class_names == ("pallet", "forklift")
     with pytest.raises(ConfigError, match="class_names"):
         pipeline.set_class_names(" , ")
     with pytest.raises(ConfigError, match="threshold"):
@@ -297,12 +295,28 @@ def test_a_class_change_reseeds_the_tiny_model_and_ids_continue_above_the_old_on
     holder: list[InferencePipeline] = []
     real = SessionRegistry(tiny_tracker)
 
-    class SwitchAfterFrameTwo:
+    class SwitchAfterFrameTwo(FrameProcessor):
         """The real registry; after frame 2 it changes the classes, as a user at that moment."""
 
-        def process(self, image: np.ndarray, **kwargs: object) -> object:
-            detections = real.process(image, **kwargs)  # type: ignore[arg-type]
-            if kwargs["frame_id"] == 2:
+        def process(
+            self,
+            image: np.ndarray,
+            *,
+            video_identifier: str,
+            frame_id: int,
+            class_names: tuple[str, ...],
+            threshold: float,
+            epoch: int,
+        ) -> sv.Detections:
+            detections = real.process(
+                image,
+                video_identifier=video_identifier,
+                frame_id=frame_id,
+                class_names=class_names,
+                threshold=threshold,
+                epoch=epoch,
+            )
+            if frame_id == 2:
                 holder[0].set_class_names("circle")
             return detections
 
@@ -315,7 +329,7 @@ def test_a_class_change_reseeds_the_tiny_model_and_ids_continue_above_the_old_on
     pipeline.start()
 
     ids: dict[str, list[int]] = {"square": [], "circle": []}
-    for detections, frame in sink.results:
+    for detections, frame in sink.received:
         names = set(detections.data["class_name"])
         assert names == ({"square"} if frame.frame_id <= 2 else {"circle"}), frame.frame_id
         ids[names.pop()].extend(int(i) for i in detections.tracker_id)

@@ -10,38 +10,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
 
 from tests.fixtures_rtsp import RtspServer
-from tests.pipeline_helpers import (
-    EventRecorder,
-    PipelineFactory,
-    RecordingSink,
-    StandInModel,
-    wait_until,
-)
+from tests.pipeline_helpers import EventRecorder, PipelineFactory, StandInModel
 from tests.sources_helpers import free_port
+from tests.waiting import RecordingSink, wait_until
 
 pytestmark = pytest.mark.timeout(180)
-
-# Faults detected in about a second instead of the production 5-10 s.
-FAST: dict[str, Any] = {
-    "stall_timeout_s": 1.0,
-    "open_timeout_s": 1.5,
-    "backoff_initial_s": 0.1,
-    "backoff_max_s": 0.5,
-}
-
-
-@pytest.fixture
-def pipelines() -> Iterator[PipelineFactory]:
-    factory = PipelineFactory()
-    yield factory
-    factory.terminate_all()
 
 
 def test_a_slow_model_gets_the_freshest_frame_and_the_buffer_never_exceeds_its_bound(
@@ -55,16 +35,16 @@ def test_a_slow_model_gets_the_freshest_frame_and_the_buffer_never_exceeds_its_b
     )  # fmt: skip
     pipeline.start(use_main_thread=False)
     sink.wait_count(10)
-    events.wait_for(lambda e: e.event_type == "FRAMES_DROPPED")
-    source = pipeline.status()["sources"][0]
+    events.wait_for_item(lambda e: e.event_type == "FRAMES_DROPPED")
+    source = pipeline.status().sources[0].stats
     pipeline.terminate()
 
     ids = [frame.frame_id for frame in sink.frames]
     assert ids == sorted(set(ids)), "results arrive in order, each frame once"
     assert max(np.diff(ids)) > 1, "the model skipped stale frames instead of queueing them"
-    assert source["buffer_capacity"] == 1
-    assert source["buffer_high_water"] <= source["buffer_capacity"]
-    assert source["frames_dropped"] > 0 and not sink.frames[0].comes_from_video_file
+    assert source.buffer_capacity == 1
+    assert source.buffer_high_water <= source.buffer_capacity
+    assert source.frames_dropped > 0 and not sink.frames[0].comes_from_video_file
 
 
 def test_two_live_sources_share_one_model_in_turn(pipelines: PipelineFactory) -> None:
@@ -90,18 +70,21 @@ def test_max_fps_caps_a_live_source_by_dropping_frames(pipelines: PipelineFactor
     pipeline.terminate()
     ids = [frame.frame_id for frame in sink.frames]
     assert max(np.diff(ids)) >= 3, f"a 5 fps cap on a 30 fps camera skips frames: {ids}"
-    assert pipeline.status()["sources"][0]["frames_dropped"] > 0
+    assert pipeline.status().sources[0].stats.frames_dropped > 0
 
 
 @pytest.mark.rtsp
 def test_reconnect_after_the_camera_is_killed_bumps_the_epoch_and_ids_continue_above(
-    rtsp_server_factory: Callable[..., RtspServer], tiny_tracker: Any, pipelines: PipelineFactory
+    rtsp_server_factory: Callable[..., RtspServer],
+    tiny_tracker: Any,
+    pipelines: PipelineFactory,
+    fast_source_options: dict[str, Any],
 ) -> None:
     server = rtsp_server_factory(size=(128, 96), fps=15)
     events, sink = EventRecorder(), RecordingSink()
     pipeline = pipelines(
         server.url, "shape", sink, tracker=tiny_tracker, threshold=0.0,
-        status_update_handlers=[events], **FAST,
+        status_update_handlers=[events], **fast_source_options,
     )  # fmt: skip
     pipeline.start(use_main_thread=False)
 
@@ -120,22 +103,22 @@ def test_reconnect_after_the_camera_is_killed_bumps_the_epoch_and_ids_continue_a
     pipeline.terminate()
 
     def ids(epoch: int) -> list[int]:
-        return [int(i) for det, f in sink.results if f.epoch == epoch for i in det.tracker_id]
+        return [int(i) for det, f in sink.received if f.epoch == epoch for i in det.tracker_id]
 
     assert ids(0) and ids(1)
     assert min(ids(1)) > max(ids(0)), "ids after the reconnect continue above every old one"
-    source = pipeline.status()["sources"][0]
-    assert (source["epoch"], source["reconnects"]) == (1, 1)
+    source = pipeline.status().sources[0].stats
+    assert (source.epoch, source.reconnects) == (1, 1)
 
 
 @pytest.mark.rtsp
 def test_a_frozen_camera_is_detected_as_stalled_and_reconnected_after_it_thaws(
-    rtsp_server: RtspServer, pipelines: PipelineFactory
+    rtsp_server: RtspServer, pipelines: PipelineFactory, fast_source_options: dict[str, Any]
 ) -> None:
     events, sink = EventRecorder(), RecordingSink()
     pipeline = pipelines(
         rtsp_server.url, "shape", sink, registry=StandInModel(),
-        status_update_handlers=[events], **FAST,
+        status_update_handlers=[events], **fast_source_options,
     )  # fmt: skip
     pipeline.start(use_main_thread=False)
     sink.wait_count(3)
@@ -150,18 +133,18 @@ def test_a_frozen_camera_is_detected_as_stalled_and_reconnected_after_it_thaws(
 
 @pytest.mark.rtsp
 def test_terminate_returns_within_a_second_while_nothing_listens(
-    pipelines: PipelineFactory,
+    pipelines: PipelineFactory, fast_source_options: dict[str, Any]
 ) -> None:
     url = f"rtsp://user:secret@127.0.0.1:{free_port()}/cam"
     events = EventRecorder()
     pipeline = pipelines(
         url, "shape", RecordingSink(), registry=StandInModel(),
-        status_update_handlers=[events], **FAST,
+        status_update_handlers=[events], **fast_source_options,
     )  # fmt: skip
     pipeline.start(use_main_thread=False)
     events.wait_state(0, "CONNECTING")
     wait_until(
-        lambda: pipeline.status()["sources"][0]["connect_failures"] >= 2,
+        lambda: pipeline.status().sources[0].stats.connect_failures >= 2,
         what="the source to keep retrying",
     )
     started = time.monotonic()
@@ -169,7 +152,7 @@ def test_terminate_returns_within_a_second_while_nothing_listens(
     assert time.monotonic() - started < 1.0
     assert pipeline.state == "TERMINATED" and pipeline.join(timeout=0)
     status = pipeline.status()
-    assert "secret" not in str(status) and "secret" not in str(events.events)
+    assert "secret" not in str(status) and "secret" not in str(events.received)
 
 
 @pytest.mark.rtsp
@@ -192,18 +175,20 @@ def test_terminate_returns_within_a_second_while_a_connection_attempt_hangs(
 
 @pytest.mark.rtsp
 def test_a_dead_camera_does_not_hold_up_a_flowing_one(
-    rtsp_server: RtspServer, pipelines: PipelineFactory
+    rtsp_server: RtspServer, pipelines: PipelineFactory, fast_source_options: dict[str, Any]
 ) -> None:
     dead = f"rtsp://127.0.0.1:{free_port()}/dead"
     sink = RecordingSink()
-    pipeline = pipelines([dead, rtsp_server.url], "shape", sink, registry=StandInModel(), **FAST)
+    pipeline = pipelines(
+        [dead, rtsp_server.url], "shape", sink, registry=StandInModel(), **fast_source_options
+    )
     pipeline.start(use_main_thread=False)
     sink.wait_count(10)
-    dead_status, live_status = pipeline.status()["sources"]
+    dead_status, live_status = pipeline.status().sources
     pipeline.terminate()
     assert {frame.source_id for frame in sink.frames} == {1}
-    assert dead_status["state"] == "CONNECTING" and dead_status["connect_failures"] >= 1
-    assert live_status["state"] == "RUNNING" and live_status["frames_processed"] >= 10
+    assert dead_status.stats.state == "CONNECTING" and dead_status.stats.connect_failures >= 1
+    assert live_status.stats.state == "RUNNING" and live_status.frames_processed >= 10
 
 
 def test_terminate_from_a_status_handler_on_a_source_thread_does_not_deadlock(

@@ -3,7 +3,10 @@ process-unique identifiers, latency windows, progress lines, the per-source rate
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import io
+import pickle
 import threading
 import time
 from datetime import UTC, datetime
@@ -15,10 +18,14 @@ import pytest
 from pipeline.errors import ConfigError
 from pipeline.loop.dispatch import Dispatch, DispatchQueue
 from pipeline.loop.identifiers import claim_identifiers, release_identifiers
+from pipeline.loop.inference_pipeline import InferencePipeline
+from pipeline.loop.options import KEYWORD_OPTIONS, PipelineOptions
 from pipeline.loop.progress import ProgressReporter, format_file_progress, format_live_status
-from pipeline.loop.status import LatencyWindow, SourceMetrics, StatusUpdate, UpdateSeverity
-from pipeline.sources import RoundRobinReader, make_sources
+from pipeline.loop.status import LatencySummary, LatencyWindow, SourceMetrics
+from pipeline.loop.status_events import StatusUpdate, UpdateSeverity
+from pipeline.sources import RoundRobinReader, SourceState, make_sources
 from pipeline.video_frame import VideoFrame
+from tests.pipeline_helpers import source_status
 from tests.sources_helpers import write_test_clip
 from tracker.weights import MODEL_ENV, resolve_model
 
@@ -81,10 +88,10 @@ def test_identifiers_derive_from_the_reference_redacted_and_get_a_suffix_when_ta
 
 def test_latency_windows_report_percentiles_over_recent_samples_only() -> None:
     window = LatencyWindow(size=100)
-    assert window.summary() == {"p50": None, "p95": None, "max": None, "count": 0}
+    assert window.summary() == LatencySummary(p50=None, p95=None, max=None, count=0)
     for value in [10.0] * 100 + [0.1] * 100:  # the old, slow samples have left the window
         window.add(value)
-    assert window.summary() == {"p50": 0.1, "p95": 0.1, "max": 0.1, "count": 200}
+    assert window.summary() == LatencySummary(p50=0.1, p95=0.1, max=0.1, count=200)
 
 
 def test_processed_fps_follows_a_slow_model_without_flickering_to_zero() -> None:
@@ -102,36 +109,39 @@ def test_status_updates_are_json_ready() -> None:
     assert datetime.fromisoformat(data["timestamp"]).tzinfo is not None
 
 
-FILE = {
-    "video_identifier": "clip.mp4",
-    "total_frames": 40,
-    "frames_processed": 10,
-    "inference_errors": 0,
-    "processed_fps": 2.0,
-    "state": "RUNNING",
-    "is_live": False,
-}
-LIVE = {
-    "video_identifier": "rtsp://admin:***@cam/1",
-    "state": "RECONNECTING",
-    "epoch": 2,
-    "measured_fps": 0.0,
-    "processed_fps": 0.0,
-    "frames_dropped": 5,
-    "reconnects": 2,
-    "is_live": True,
-    "latency_s": {"end_to_end": {"p50": None, "p95": None}},
-}
+FILE = source_status(
+    video_identifier="clip.mp4",
+    total_frames=40,
+    frames_processed=10,
+    inference_errors=0,
+    processed_fps=2.0,
+    state=SourceState.RUNNING,
+    is_live=False,
+)
+LIVE = source_status(
+    video_identifier="rtsp://admin:***@cam/1",
+    state=SourceState.RECONNECTING,
+    epoch=2,
+    measured_fps=0.0,
+    processed_fps=0.0,
+    frames_dropped=5,
+    reconnects=2,
+    is_live=True,
+    latency_s={"end_to_end": LatencySummary(p50=None, p95=None, max=None, count=0)},
+)
 
 
 def test_file_progress_shows_frames_rate_and_eta() -> None:
     assert format_file_progress(FILE) == (
         "clip.mp4 [#####---------------] 10/40 25% 2.0 fps ETA 0:15"
     )
-    assert format_file_progress({**FILE, "frames_processed": 40}).endswith(
+    assert format_file_progress(dataclasses.replace(FILE, frames_processed=40)).endswith(
         "40/40 100% 2.0 fps done"
     )
-    assert format_file_progress({**FILE, "total_frames": None}) == "clip.mp4 10 frames 2.0 fps"
+    assert (
+        format_file_progress(dataclasses.replace(FILE, total_frames=None))
+        == "clip.mp4 10 frames 2.0 fps"
+    )
 
 
 def test_live_status_lines_say_state_epoch_and_drops() -> None:
@@ -142,7 +152,7 @@ def test_live_status_lines_say_state_epoch_and_drops() -> None:
 
 def test_the_reporter_prints_lines_when_stderr_is_not_a_terminal() -> None:
     stream = io.StringIO()
-    reporter = ProgressReporter(lambda: {"sources": [FILE, LIVE]}, stream=stream, live_every_s=60)
+    reporter = ProgressReporter(lambda: [FILE, LIVE], stream=stream, live_every_s=60)
     reporter.start()
     reporter.stop()  # the final tick prints both, once
     lines = stream.getvalue().splitlines()
@@ -177,3 +187,27 @@ def test_the_default_model_can_be_pointed_at_a_local_directory(
     monkeypatch.setenv(MODEL_ENV, "/models/sam3")
     assert resolve_model("facebook/sam3") == "/models/sam3"
     assert resolve_model("/other/model") == "/other/model"
+
+
+def test_init_takes_exactly_the_keyword_options_of_pipeline_options() -> None:
+    parameters = inspect.signature(InferencePipeline.init).parameters.values()
+    keywords = {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    assert keywords == KEYWORD_OPTIONS
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ({"threshold": 2}, "threshold"),
+        ({"max_fps": -1}, "max_fps"),
+        ({"watchdog": object()}, "watchdog"),
+        ({"status_interval_s": 0}, "status_interval_s"),
+    ],
+)
+def test_a_bad_option_names_its_field_and_keeps_it_across_processes(
+    override: dict, field: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        PipelineOptions.from_keywords("clip.mp4", "person", print, **override)
+    assert caught.value.field == field
+    assert pickle.loads(pickle.dumps(caught.value)).field == field

@@ -22,8 +22,9 @@ import sinks
 from pipeline import InferencePipeline
 from pipeline.compat.workflow import WorkflowError, compile_workflow
 from pipeline.errors import ConfigError
-from tests.pipeline_helpers import RecordingSink, StandInModel
+from tests.pipeline_helpers import StandInModel
 from tests.sources_helpers import write_test_clip
+from tests.waiting import RecordingSink
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -127,7 +128,7 @@ def test_the_docs_example_runs_on_the_tiny_checkpoint_with_only_its_imports_chan
     exec(compile(script, "roboflow_example.py", "exec"), {"__name__": "__main__"})
 
     assert [frame.frame_id for frame in shown.frames] == [1, 2, 3, 4]
-    for result, _ in shown.results:
+    for result, _ in shown.received:
         assert set(result) == {"predictions"}
         assert isinstance(result["predictions"], sv.Detections)
         assert set(result["predictions"].data.get("class_name", [])) <= {"person", "forklift"}
@@ -146,7 +147,7 @@ def test_workflow_results_are_keyed_by_output_name(tmp_path: Path) -> None:
         str(clip), spec, sink, registry=model, workflows_parameters={"concepts": "pallet, box"}
     )
     pipeline.start()
-    assert [set(result) for result, _ in sink.results] == [{"predictions", "masks"}] * 3
+    assert [set(result) for result, _ in sink.received] == [{"predictions", "masks"}] * 3
     assert {(c["class_names"], c["threshold"]) for c in model.calls} == {(("pallet", "box"), 0.5)}
 
 

@@ -11,6 +11,7 @@ import pathlib
 import pytest
 
 from tests.conftest import USER_HF_HOME
+from tracker.weights import REAL_MODEL
 
 
 def _real_weights_dir() -> pathlib.Path | None:
@@ -18,7 +19,7 @@ def _real_weights_dir() -> pathlib.Path | None:
         from huggingface_hub import snapshot_download
 
         path = snapshot_download(
-            "facebook/sam3",
+            REAL_MODEL,
             cache_dir=str(pathlib.Path(USER_HF_HOME) / "hub"),
             local_files_only=True,
         )

@@ -1,8 +1,8 @@
 """The HTTP contract over a scripted pipeline: routes, errors, auth, limits, persistence, pages.
 
 Nothing here runs the model: ``ScriptedPipeline`` emits frames when a test says so (see
-``tests/service_helpers.py``). The real pipeline and tiny checkpoint are in
-``test_service_e2e.py``.
+``tests/service_helpers.py``); the ``scripted`` fixture holds the pipelines this test's app
+made. The real pipeline and tiny checkpoint are in ``test_service_e2e.py``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from pipeline.service import ModelEngine
 from tests.service_helpers import (
-    ScriptedPipeline,
+    ScriptedPipelines,
     SseEvent,
     collect_detections,
     iter_sse,
@@ -27,8 +27,13 @@ CAMERA = "rtsp://admin:hunter2@127.0.0.1:1/cam"
 
 
 @pytest.fixture
-def client(tmp_path) -> Iterator[TestClient]:
-    app = scripted_app(state_dir=tmp_path / "state", max_streams=2)
+def scripted() -> ScriptedPipelines:
+    return ScriptedPipelines()
+
+
+@pytest.fixture
+def client(tmp_path, scripted) -> Iterator[TestClient]:
+    app = scripted_app(scripted, state_dir=tmp_path / "state", max_streams=2)
     with TestClient(app) as test_client:
         app.state.service.booted.wait(10)
         yield test_client
@@ -42,7 +47,7 @@ def _create(client: TestClient, **fields) -> dict:
     return response.json()
 
 
-def test_stream_lifecycle_create_list_get_patch_pause_resume_delete(client):
+def test_stream_lifecycle_create_list_get_patch_pause_resume_delete(client, scripted):
     created = _create(client, threshold=0.3, max_fps=5)
     stream_id = created["id"]
     assert created["video_identifier"] == stream_id
@@ -53,15 +58,15 @@ def test_stream_lifecycle_create_list_get_patch_pause_resume_delete(client):
 
     patched = client.patch(f"/streams/{stream_id}", json={"classes": "forklift, person"}).json()
     assert patched["classes"] == ["forklift", "person"]
-    assert ScriptedPipeline.instances[-1].class_names == ["forklift", "person"]
+    assert scripted.made[-1].class_names == ["forklift", "person"]
 
     assert client.post(f"/streams/{stream_id}/pause").json()["paused"] is True
-    assert ScriptedPipeline.instances[-1].state == "PAUSED"
+    assert scripted.made[-1].state == "PAUSED"
     assert client.post(f"/streams/{stream_id}/resume").json()["paused"] is False
     assert client.get(f"/streams/{stream_id}").json()["status"]["sources"][0]["state"] == "RUNNING"
 
     assert client.delete(f"/streams/{stream_id}").status_code == 204
-    assert ScriptedPipeline.instances[-1].terminated.is_set()
+    assert scripted.made[-1].terminated.is_set()
     assert client.get(f"/streams/{stream_id}").status_code == 404
     assert client.get("/streams").json() == {"streams": []}
 
@@ -157,10 +162,10 @@ def test_camera_password_is_never_echoed(client):
     assert bad.status_code == 422 and "hunter2" not in bad.text
 
 
-def test_jsonl_sink_receives_frames(client, tmp_path):
+def test_jsonl_sink_receives_frames(client, scripted, tmp_path):
     path = tmp_path / "out.jsonl"
     created = _create(client, sinks=[f"jsonl:{path}"])
-    ScriptedPipeline.instances[-1].emit(3, live=False)
+    scripted.made[-1].emit(3, live=False)
     client.delete(f"/streams/{created['id']}")  # closes (flushes) the sink
     assert len(path.read_text().splitlines()) == 3
 
@@ -174,9 +179,9 @@ def test_pages_list_streams_and_serve_the_viewer(client):
     assert viewer.status_code == 200 and "RTCPeerConnection" in viewer.text
 
 
-def test_health_ready_and_metrics(client):
+def test_health_ready_and_metrics(client, scripted):
     _create(client)
-    ScriptedPipeline.instances[-1].emit(2)
+    scripted.made[-1].emit(2)
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
     assert ready["ready"] is True and ready["streams"] == 1
@@ -269,11 +274,12 @@ def test_streams_come_back_after_a_restart_with_their_changes(tmp_path):
         gone = _create(client)
         client.delete(f"/streams/{gone['id']}")
 
-    app = scripted_app(state_dir=state)
+    after_restart = ScriptedPipelines()
+    app = scripted_app(after_restart, state_dir=state)
     with TestClient(app) as client:
         assert app.state.service.booted.wait(10)
         (restored,) = client.get("/streams").json()["streams"]
-        restored_pipeline = ScriptedPipeline.instances[-1]
+        restored_pipeline = after_restart.made[-1]
         assert restored_pipeline.state == "PAUSED"
     assert restored["id"] == kept["id"]
     assert (restored["classes"], restored["threshold"], restored["paused"]) == (
@@ -302,15 +308,15 @@ def test_config_streams_start_at_boot_and_are_not_stored(tmp_path):
         assert client.get("/streams").json()["streams"] == []
 
 
-def test_events_stream_detections_with_optional_rle_masks_and_end_on_delete():
-    server = start_server(scripted_app())
+def test_events_stream_detections_with_optional_rle_masks_and_end_on_delete(scripted):
+    server = start_server(scripted_app(scripted))
     try:
         server.wait_booted()
         with server.client() as http:
             stream_id = http.post(
                 "/streams", json={"source": "testpattern", "classes": ["person"]}
             ).json()["id"]
-            pipeline = ScriptedPipeline.instances[-1]
+            pipeline = scripted.made[-1]
             with http.stream("GET", f"/streams/{stream_id}/events?masks=rle") as response:
                 assert response.headers["content-type"].startswith("text/event-stream")
                 events = iter_sse(response)

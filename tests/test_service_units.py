@@ -6,7 +6,6 @@ import asyncio
 import os
 import stat
 import textwrap
-import threading
 
 import numpy as np
 import pytest
@@ -18,12 +17,10 @@ from pipeline.service.auth import key_matches, supplied_key
 from pipeline.service.metrics import ServiceMetrics, StreamSnapshot
 from pipeline.service.models import StreamPatch, StreamSpec
 from pipeline.service.payloads import jsonable
-from pipeline.service.shared_registry import InFlightRegistry
 from pipeline.service.sse import EventHub
 from pipeline.service.store import StoredStream, StreamStore
 from pipeline.service.webrtc import keep_loopback_candidates
 from tests.service_helpers import ScriptedPipeline
-from tracker import SessionStats
 
 
 def _spec(**fields):
@@ -186,16 +183,17 @@ def test_jsonable_redacts_and_makes_status_json_safe():
 
 def test_metrics_export_stream_counters_latency_and_sessions():
     metrics = ServiceMetrics()
-    source = ScriptedPipeline(
+    pipeline = ScriptedPipeline(
         "testpattern",
         ["person"],
         lambda *_: None,
         threshold=0.5,
         video_identifier="cam",
         status_update_handlers=[],
-    ).status()["sources"][0]
+    )
+    source = pipeline.status().sources[0]
     metrics.bind(
-        lambda: [StreamSnapshot("s1", [jsonable(source)], sse_clients=2)],
+        lambda: [StreamSnapshot("s1", [source], sse_clients=2)],
         lambda: (1, {"cam": 1234}),
     )
     text = metrics.render().decode()
@@ -225,41 +223,3 @@ def test_annotated_frames_are_even_sized_for_the_encoder():
 
     image = viewer_image(np.zeros((121, 161, 3), np.uint8), sv.Detections.empty())
     assert image.shape == (120, 160, 3)
-
-
-class _SlowRegistry:
-    """A registry stand-in whose ``process`` blocks until released (a frame inside the model)."""
-
-    tracker = None
-
-    def __init__(self) -> None:
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def process(self, image, *, video_identifier, **kwargs):
-        self.entered.set()
-        self.release.wait(10)
-        return sv.Detections.empty()
-
-    def stats(self, video_identifier):
-        return SessionStats(3, 1, 0, 0, 0, 0, bytes_held=1000)
-
-    def identifiers(self):
-        return ["cam"]
-
-
-def test_deleting_or_stopping_waits_for_the_frame_still_inside_the_model():
-    slow = _SlowRegistry()
-    shared = InFlightRegistry(slow)
-    worker = threading.Thread(
-        target=shared.process, args=(None,), kwargs={"video_identifier": "cam"}
-    )
-    worker.start()
-    assert slow.entered.wait(5)
-    assert not shared.wait_idle(0.05, "cam")
-    assert shared.wait_idle(0.05, "other-stream")
-    assert shared.cached_stats() == {}  # nothing read yet, and reading never waits
-    slow.release.set()
-    assert shared.wait_idle(5, "cam") and shared.wait_idle(5)
-    worker.join(5)
-    assert shared.cached_stats()["cam"].bytes_held == 1000

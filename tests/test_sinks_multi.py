@@ -11,28 +11,20 @@ import pytest
 
 import sinks
 from tests.sinks_helpers import make_detections, make_frame
+from tests.waiting import RecordingSink
 
 GUARD_S = 10.0
 """Only a guard against hanging forever when the code is broken; never reached when it works."""
 
 
-class Recorder:
-    """A fast sink that records frame ids and lets the test wait for them."""
+class Recorder(RecordingSink):
+    """A fast sink, named as ``multi_sink`` shows it, whose frame ids the test checks."""
 
     name = "recorder"
 
-    def __init__(self) -> None:
-        self.frame_ids: list[int] = []
-        self.changed = threading.Condition()
-
-    def __call__(self, predictions: Any, frame: Any) -> None:
-        with self.changed:
-            self.frame_ids.append(frame.frame_id)
-            self.changed.notify_all()
-
-    def wait_for(self, count: int) -> bool:
-        with self.changed:
-            return self.changed.wait_for(lambda: len(self.frame_ids) >= count, GUARD_S)
+    @property
+    def frame_ids(self) -> list[int]:
+        return [frame.frame_id for frame in self.frames]
 
 
 class Gate:
@@ -75,14 +67,14 @@ def test_a_raising_sink_and_a_stuck_sink_neither_stop_nor_slow_the_others() -> N
         # one, so a lagging *fast* sink (CPU load) cannot be confused with one being held up.
         for index, frame in enumerate(frames):
             fan_out.on_prediction(make_detections(), frame)
-            assert recorder.wait_for(index + 1)
+            recorder.wait_count(index + 1, GUARD_S)
 
     dispatcher = threading.Thread(target=paced, daemon=True)
     dispatcher.start()
     dispatcher.join(GUARD_S)
 
     assert not dispatcher.is_alive(), "a stuck sink must not hold up the caller on a live source"
-    assert recorder.wait_for(50)
+    recorder.wait_count(50, GUARD_S)
     assert recorder.frame_ids == list(range(50)), "the fast sink receives every frame, in order"
     gate.opened.set()
     assert fan_out.flush(GUARD_S)
@@ -108,6 +100,23 @@ def test_live_frames_beyond_the_queue_drop_the_oldest() -> None:
 
     assert gate.frame_ids == [0, 16, 17, 18, 19]
     assert fan_out.stats()["gate"].dropped == 15
+    fan_out.close()
+
+
+def test_a_live_frame_never_pushes_a_file_frame_out_of_a_sink_queue() -> None:
+    gate = Gate()
+    fan_out = sinks.multi_sink([gate], max_queue=2)
+    fan_out.on_prediction(None, make_frame(0, from_file=True))
+    assert gate.entered.wait(GUARD_S)
+    fan_out.on_prediction(None, make_frame(1, from_file=True))
+    fan_out.on_prediction(None, make_frame(2, from_file=True))
+
+    fan_out.on_prediction(None, make_frame(3, from_file=False))  # full of file frames: it goes
+    gate.opened.set()
+    assert fan_out.flush(GUARD_S)
+
+    assert gate.frame_ids == [0, 1, 2]
+    assert fan_out.stats()["gate"].dropped == 1
     fan_out.close()
 
 
@@ -194,7 +203,7 @@ def test_multi_source_batches_are_split_per_frame(from_file: bool) -> None:
             [None, None, None],
             [make_frame(1, from_file=from_file), None, make_frame(2, from_file=from_file)],
         )
-        assert recorder.wait_for(2)
+        recorder.wait_count(2, GUARD_S)
 
     assert recorder.frame_ids == [1, 2]
 

@@ -1,4 +1,4 @@
-"""The buffer policies and the reconnect backoff, on their own."""
+"""The one queue policy (live drops the oldest, a file waits) and the reconnect backoff."""
 
 from __future__ import annotations
 
@@ -9,13 +9,21 @@ import pytest
 
 from pipeline.errors import ConfigError
 from pipeline.sources.backoff import Backoff
-from pipeline.sources.buffers import BlockingFrameBuffer, FrameNotifier, FreshestFrameBuffer
+from sinks.frame_queue import FrameNotifier, FrameQueue
+
+
+def _live(_item: object) -> bool:
+    return True
+
+
+def _file(_item: object) -> bool:
+    return False
 
 
 def test_freshest_buffer_keeps_only_the_newest_frame_and_counts_the_rest() -> None:
-    buffer: FreshestFrameBuffer[int] = FreshestFrameBuffer()
+    buffer: FrameQueue[int] = FrameQueue(1, is_live=_live)
     for item in range(10):
-        assert buffer.put(item)
+        assert buffer.put(item) == (None if item == 0 else item - 1)  # accepted, older one out
 
     assert len(buffer) == 1 and buffer.high_water == 1 and buffer.capacity == 1
     assert buffer.get(timeout=0) == 9
@@ -24,7 +32,7 @@ def test_freshest_buffer_keeps_only_the_newest_frame_and_counts_the_rest() -> No
 
 
 def test_blocking_buffer_makes_the_producer_wait_until_the_consumer_takes_a_frame() -> None:
-    buffer: BlockingFrameBuffer[int] = BlockingFrameBuffer(capacity=2)
+    buffer: FrameQueue[int] = FrameQueue(2, is_live=_file)
     buffer.put(0)
     buffer.put(1)
     third_put = threading.Thread(target=buffer.put, args=(2,))
@@ -37,31 +45,31 @@ def test_blocking_buffer_makes_the_producer_wait_until_the_consumer_takes_a_fram
 
 
 def test_closing_lets_the_consumer_drain_then_returns_none_at_once() -> None:
-    buffer: BlockingFrameBuffer[str] = BlockingFrameBuffer(capacity=3)
+    buffer: FrameQueue[str] = FrameQueue(3, is_live=_file)
     buffer.put("last")
     buffer.close()
 
-    assert buffer.put("late") is False
+    assert buffer.put("late") == "late"  # refused
     assert buffer.get(timeout=None) == "last"
     assert buffer.get(timeout=None) is None  # would block forever if close did not wake it
 
 
-def test_discard_wakes_a_producer_blocked_on_a_full_buffer() -> None:
-    buffer: BlockingFrameBuffer[int] = BlockingFrameBuffer(capacity=1)
+def test_stop_wakes_a_producer_blocked_on_a_full_buffer() -> None:
+    buffer: FrameQueue[int] = FrameQueue(1, is_live=_file)
     buffer.put(0)
-    results: list[bool] = []
+    results: list[int | None] = []
     producer = threading.Thread(target=lambda: results.append(buffer.put(1)))
     producer.start()
 
-    buffer.discard()
+    buffer.stop()
     producer.join(timeout=5)
 
-    assert results == [False] and len(buffer) == 0
+    assert results == [1] and len(buffer) == 0  # refused
 
 
 def test_notifier_wakes_a_consumer_for_a_frame_that_came_while_it_polled() -> None:
     notifier = FrameNotifier()
-    buffers = [FreshestFrameBuffer(notifier=notifier) for _ in range(3)]
+    buffers = [FrameQueue[str](1, is_live=_live, notifier=notifier) for _ in range(3)]
     seen = notifier.version
     buffers[2].put("frame")  # arrives after the snapshot, before the wait
 

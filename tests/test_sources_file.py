@@ -10,7 +10,8 @@ import pytest
 
 from pipeline.sources import FileSource, SourceState, make_source
 from pipeline.video_frame import VideoFrame
-from tests.sources_helpers import StateRecorder, level_of, wait_until, write_test_clip
+from tests.sources_helpers import StateRecorder, level_of, write_test_clip
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -79,7 +80,7 @@ def test_paused_file_delivers_nothing_and_resumes_where_it_stopped(clip: Path) -
     source.start()
     first = source.read(timeout=5)
     source.pause()
-    recorder.wait_for(SourceState.PAUSED)
+    recorder.wait_state(SourceState.PAUSED)
 
     assert source.read(timeout=0.2) is None
     source.resume()
@@ -95,7 +96,7 @@ def test_muted_file_is_decoded_but_nothing_is_delivered(clip: Path) -> None:
     source = make_source(clip, on_state_change=recorder)
     source.mute()
     source.start()
-    recorder.wait_for(SourceState.ENDED)
+    recorder.wait_state(SourceState.ENDED)
 
     assert source.read(timeout=0) is None
     stats = source.stats()
@@ -111,7 +112,7 @@ def test_realtime_file_is_paced_like_a_camera_and_a_slow_consumer_skips_frames(
     started = time.monotonic()
     source.start()
     first = source.read(timeout=5)
-    recorder.wait_for(SourceState.ENDED)
+    recorder.wait_state(SourceState.ENDED)
     elapsed = time.monotonic() - started
     last = source.read(timeout=1)
 

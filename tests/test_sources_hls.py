@@ -48,7 +48,7 @@ def test_hls_playlist_over_http_is_played_as_a_live_source(hls_url: str) -> None
     recorder = StateRecorder()
     source = make_source(hls_url, on_state_change=recorder)
     source.start()
-    recorder.wait_for(SourceState.RUNNING)
+    recorder.wait_state(SourceState.RUNNING)
     frame = source.read(timeout=10)
     source.stop()
 

@@ -16,27 +16,22 @@ import pytest
 from pipeline.sources import SourceState, VideoSource, make_source
 from pipeline.video_frame import VideoFrame
 from tests.fixtures_rtsp import RtspServer
-from tests.sources_helpers import StateRecorder, free_port, wait_until
+from tests.sources_helpers import StateRecorder, free_port
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.rtsp, pytest.mark.timeout(90)]
 
-# Short timeouts so faults are detected in about a second instead of the production 5-10 s.
-FAST: dict[str, Any] = {
-    "stall_timeout_s": 1.0,
-    "open_timeout_s": 1.5,
-    "backoff_initial_s": 0.1,
-    "backoff_max_s": 0.5,
-}
-
 
 @pytest.fixture
-def started() -> Any:
-    """Start sources for a test and stop them at teardown, whatever happened."""
+def started(fast_source_options: dict[str, Any]) -> Any:
+    """Start sources with fast fault timeouts; stop them at teardown, whatever happened."""
     sources: list[VideoSource] = []
 
     def start(reference: str, **kwargs: Any) -> tuple[VideoSource, StateRecorder]:
         recorder = StateRecorder()
-        source = make_source(reference, on_state_change=recorder, **{**FAST, **kwargs})
+        source = make_source(
+            reference, on_state_change=recorder, **{**fast_source_options, **kwargs}
+        )
         sources.append(source)
         source.start()
         return source, recorder
@@ -61,13 +56,13 @@ def test_killed_camera_is_reconnected_after_restart_with_the_next_epoch_and_new_
 ) -> None:
     server = rtsp_server_factory(size=(320, 240))
     source, recorder = started(server.url)
-    assert recorder.wait_for(SourceState.RUNNING).epoch == 0
+    assert recorder.wait_state(SourceState.RUNNING).epoch == 0
     before = _next_frame_of_epoch(source, 0)
 
     server.kill()
-    recorder.wait_for(SourceState.RECONNECTING)
+    recorder.wait_state(SourceState.RECONNECTING)
     server.restart(size=(160, 128))
-    assert recorder.wait_for(SourceState.RUNNING).epoch == 1
+    assert recorder.wait_state(SourceState.RUNNING).epoch == 1
     after = _next_frame_of_epoch(source, 1)
 
     assert before.image.shape == (240, 320, 3)
@@ -81,14 +76,14 @@ def test_frozen_camera_is_detected_as_a_stall_and_reconnected_after_it_thaws(
     rtsp_server: RtspServer, started: Any
 ) -> None:
     source, recorder = started(rtsp_server.url)
-    recorder.wait_for(SourceState.RUNNING)
+    recorder.wait_state(SourceState.RUNNING)
 
     rtsp_server.freeze()  # TCP connection stays open, no data flows
-    stalled = recorder.wait_for(SourceState.RECONNECTING)
+    stalled = recorder.wait_state(SourceState.RECONNECTING)
     # While it is frozen, connection attempts hang until the open timeout and fail.
     wait_until(lambda: source.stats().connect_failures >= 1, what="a timed-out connect")
     rtsp_server.thaw()
-    resumed = recorder.wait_for(SourceState.RUNNING)
+    resumed = recorder.wait_state(SourceState.RUNNING)
 
     assert stalled.reason is not None and "stalled" in stalled.reason
     assert "open timeout" in (source.stats().last_error or "")
@@ -99,7 +94,7 @@ def test_frozen_camera_is_detected_as_a_stall_and_reconnected_after_it_thaws(
 def test_url_where_nothing_listens_is_retried_with_growing_delays_and_stops_at_once(
     started: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="pipeline.sources.live")
+    caplog.set_level(logging.INFO, logger="pipeline.sources.reconnecting")
     source, recorder = started(f"rtsp://127.0.0.1:{free_port()}/nobody", backoff_max_s=0.4)
     wait_until(lambda: source.stats().connect_failures >= 4, what="four failed connects")
 
@@ -117,7 +112,7 @@ def test_url_where_nothing_listens_is_retried_with_growing_delays_and_stops_at_o
 def test_a_source_with_a_reconnect_limit_gives_up_with_an_error(started: Any) -> None:
     source, recorder = started(f"rtsp://127.0.0.1:{free_port()}/x", max_reconnect_attempts=2)
 
-    change = recorder.wait_for(SourceState.ERROR)
+    change = recorder.wait_state(SourceState.ERROR)
 
     assert change.reason == "gave up after 3 failed attempts"
     assert source.stats().connect_failures == 3 and source.exhausted
@@ -156,7 +151,7 @@ def test_camera_down_at_start_is_retried_in_the_background_until_it_comes_up(
 
     server.start()
 
-    assert recorder.wait_for(SourceState.RUNNING).epoch == 0  # first connect: epoch 0
+    assert recorder.wait_state(SourceState.RUNNING).epoch == 0  # first connect: epoch 0
     assert _next_frame_of_epoch(source, 0) is not None
 
 
@@ -164,7 +159,7 @@ def test_slow_consumer_gets_the_freshest_frames_and_the_buffer_stays_bounded(
     rtsp_server: RtspServer, started: Any
 ) -> None:
     source, recorder = started(rtsp_server.url)
-    recorder.wait_for(SourceState.RUNNING)
+    recorder.wait_state(SourceState.RUNNING)
     frame_ids = []
     for _ in range(5):
         frame = source.read(timeout=5)
@@ -185,22 +180,22 @@ def test_mute_keeps_the_connection_and_pause_releases_it(
     rtsp_server: RtspServer, started: Any
 ) -> None:
     source, recorder = started(rtsp_server.url)
-    recorder.wait_for(SourceState.RUNNING)
+    recorder.wait_state(SourceState.RUNNING)
 
     source.mute()
-    recorder.wait_for(SourceState.MUTED)
+    recorder.wait_state(SourceState.MUTED)
     wait_until(lambda: source.stats().frames_muted >= 3, what="muted frames")
     assert source.read(timeout=0.1) is None
     source.resume()
-    recorder.wait_for(SourceState.RUNNING)
+    recorder.wait_state(SourceState.RUNNING)
     assert _next_frame_of_epoch(source, 0) is not None  # same connection
 
     source.pause()
-    recorder.wait_for(SourceState.PAUSED)
+    recorder.wait_state(SourceState.PAUSED)
     assert source.read(timeout=0.1) is None
     source.resume()
-    recorder.wait_for(SourceState.RECONNECTING)
-    assert recorder.wait_for(SourceState.RUNNING).epoch == 1  # a new connection
+    recorder.wait_state(SourceState.RECONNECTING)
+    assert recorder.wait_state(SourceState.RUNNING).epoch == 1  # a new connection
 
 
 def test_wrong_password_is_reported_without_showing_it(
@@ -214,9 +209,20 @@ def test_wrong_password_is_reported_without_showing_it(
     source, _ = started(wrong_url)
     wait_until(lambda: source.stats().connect_failures >= 1, what="a refused connect")
     good, recorder = started(server.url)
-    recorder.wait_for(SourceState.RUNNING)
+    recorder.wait_state(SourceState.RUNNING)
 
     last_error = source.stats().last_error or ""
     assert "authorization failed" in last_error and "viewer:***@" in last_error
-    for text in (last_error, caplog.text, str(good.stats()), str(recorder.changes)):
+    for text in (last_error, caplog.text, str(good.stats()), str(recorder.received)):
         assert "wrong-pw" not in text and "right-pw" not in text
+
+
+def test_a_pause_resumed_before_the_decoder_looks_still_releases_the_camera(
+    rtsp_server: RtspServer, started: Any
+) -> None:
+    source, recorder = started(rtsp_server.url)
+    assert recorder.wait_state(SourceState.RUNNING).epoch == 0
+    source.pause()
+    source.resume()  # back-to-back: the decode loop may not have seen the PAUSED mode at all
+    assert _next_frame_of_epoch(source, 1).epoch == 1  # a new connection, as for a long pause
+    assert source.stats().connect_failures == 0  # released for a pause, not counted as a fault

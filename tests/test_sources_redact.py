@@ -8,7 +8,8 @@ import pytest
 
 from pipeline.redact import RedactingFilter, redact
 from pipeline.sources import SourceState, make_source
-from tests.sources_helpers import StateRecorder, free_port, wait_until
+from tests.sources_helpers import StateRecorder, free_port
+from tests.waiting import wait_until
 
 
 @pytest.mark.parametrize(
@@ -56,7 +57,7 @@ def test_a_source_never_shows_its_password_in_state_stats_errors_or_logs(
     source.stop()
 
     stats = source.stats().to_dict()
-    shown = [str(stats), repr(source), *map(str, recorder.changes), caplog.text]
+    shown = [str(stats), repr(source), *map(str, recorder.received), caplog.text]
     assert stats["last_error"] and "Connection refused" in stats["last_error"]
     assert stats["reference"].startswith("rtsp://admin:***@127.0.0.1:")
     assert stats["reference"].endswith("/cam?token=***")

@@ -15,7 +15,8 @@ from pipeline.sources import (
     WebcamSource,
     draw_test_pattern,
 )
-from tests.sources_helpers import StateRecorder, wait_until
+from tests.sources_helpers import StateRecorder
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -25,7 +26,7 @@ def test_test_pattern_follows_its_reference_parameters_and_ends_after_its_frames
     source = TestPatternSource("testpattern?fps=50&size=96x64&frames=5", on_state_change=recorder)
     source.start()
     first = source.read(timeout=5)
-    recorder.wait_for(SourceState.ENDED)
+    recorder.wait_state(SourceState.ENDED)
     source.stop()
 
     assert first is not None
@@ -85,9 +86,9 @@ def test_unplugged_webcam_is_reopened_with_the_next_epoch(video_node: str) -> No
         on_state_change=recorder,
     )
     source.start()
-    recorder.wait_for(SourceState.RUNNING)
-    recorder.wait_for(SourceState.RECONNECTING)
-    recorder.wait_for(SourceState.RUNNING)
+    recorder.wait_state(SourceState.RUNNING)
+    recorder.wait_state(SourceState.RECONNECTING)
+    recorder.wait_state(SourceState.RUNNING)
     frame = source.read(timeout=5)
     source.stop()
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
+from pipeline.bench.plain_hf import PlainHFStream
 from tests.frames import moving_shapes
 from tracker import Sam3VideoTracker, SessionRegistry
 from tracker.pruning import forget_object
@@ -29,23 +29,18 @@ def reconditioning_tracker(tiny_model_dir) -> Sam3VideoTracker:
 
 def _plain_hf_outputs(tracker: Sam3VideoTracker, frames: int):
     """The reference: HF's own streaming loop, nothing pruned."""
-    processor, model = tracker.processor, tracker.model
-    session = processor.init_video_session(inference_device="cpu")
-    processor.add_text_prompt(session, ["person", "car"])
+    plain = PlainHFStream(tracker.processor, tracker.model, device="cpu", classes=["person", "car"])
     outputs = []
     for i in range(frames):
-        rgb = np.ascontiguousarray(moving_shapes(i)[:, :, ::-1])
-        inputs = processor(images=rgb, device="cpu", return_tensors="pt")
-        with torch.inference_mode():
-            out = model(inference_session=session, frame=inputs.pixel_values[0], frame_idx=i)
-        post = processor.postprocess_outputs(session, out, original_sizes=inputs.original_sizes)
+        post = plain.step(moving_shapes(i))
         masks = post["masks"].numpy()
         keep = masks.reshape(len(masks), -1).any(axis=1)
         outputs.append(
             (post["object_ids"].numpy()[keep], post["scores"].numpy()[keep], masks[keep])
         )
-    cond_frames = max(len(o["cond_frame_outputs"]) for o in session.output_dict_per_obj.values())
-    return outputs, cond_frames, len(session.processed_frames)
+    per_object = plain.session.output_dict_per_obj.values()
+    cond_frames = max(len(o["cond_frame_outputs"]) for o in per_object)
+    return outputs, cond_frames, plain.frames_held
 
 
 def _ours(tracker: Sam3VideoTracker, frames: int, **registry_kwargs):
@@ -61,6 +56,19 @@ def _ours(tracker: Sam3VideoTracker, frames: int, **registry_kwargs):
         for i in range(frames)
     ]
     return results, registry
+
+
+def _hf_sessions_made_by(tracker: Sam3VideoTracker, monkeypatch) -> list:
+    """The HF sessions ``tracker`` creates from now on, newest last: what these tests inspect."""
+    made = []
+    new_session = tracker.new_session
+
+    def recording_new_session(class_names):
+        made.append(new_session(class_names))
+        return made[-1]
+
+    monkeypatch.setattr(tracker, "new_session", recording_new_session)
+    return made
 
 
 def _identical(plain, ours) -> bool:
@@ -108,9 +116,9 @@ def test_seven_frame_window_changes_outputs_so_the_comparison_can_fail(
 def test_rebasing_frame_indices_changes_nothing(reconditioning_tracker, plain_reference):
     plain, _, _ = plain_reference
     ours, registry = _ours(reconditioning_tracker, 45, rebase_at=32)
-    session = registry._sessions["v"]
+    stats = registry.stats("v")
     # Indices were moved back towards zero at least once and never reached the rebase point.
-    assert session.frame_idx < 32 and session.frames_processed == 45
+    assert stats.next_frame_index < 32 and stats.frames_processed == 45
     assert _identical(plain[:45], ours)
 
 
@@ -124,27 +132,29 @@ def lean_tracker(tiny_model_dir) -> Sam3VideoTracker:
     )
 
 
-def test_rebase_keeps_indices_far_below_the_ports_100000_assumption(lean_tracker):
+def test_rebase_keeps_indices_far_below_the_ports_100000_assumption(lean_tracker, monkeypatch):
+    hf_sessions = _hf_sessions_made_by(lean_tracker, monkeypatch)
     registry = SessionRegistry(lean_tracker, rebase_at=50)
-    session = None
     for i in range(110):
         registry.process(moving_shapes(i), video_identifier="r", frame_id=i, class_names="person")
-        session = registry._sessions["r"]
-        hf = session._hf_session
+        (hf,) = hf_sessions
         held = [*hf.processed_frames] + [
             idx for per in hf.output_dict_per_obj.values() for idx in per["non_cond_frame_outputs"]
         ]
         assert max(held) < 50
-    assert session.frames_processed == 110
+    assert registry.stats("r").frames_processed == 110
 
 
-def test_forget_object_removes_it_and_its_bookkeeping_and_tracking_goes_on(tiny_tracker):
+def test_forget_object_removes_it_and_its_bookkeeping_and_tracking_goes_on(
+    tiny_tracker, monkeypatch
+):
+    hf_sessions = _hf_sessions_made_by(tiny_tracker, monkeypatch)
     registry = SessionRegistry(tiny_tracker, lost_object_frames=None)
     for i in range(4):
         registry.process(
             moving_shapes(i), video_identifier="f", frame_id=i, class_names="person, car"
         )
-    hf = registry._sessions["f"]._hf_session
+    (hf,) = hf_sessions
     victim = hf.obj_ids[0]
     forget_object(hf, victim)
     assert victim not in hf.obj_ids
@@ -157,7 +167,8 @@ def test_forget_object_removes_it_and_its_bookkeeping_and_tracking_goes_on(tiny_
 
 
 @pytest.mark.timeout(1200)  # ~2 min alone on 2 cores; longer when the machine is shared
-def test_thousand_streamed_frames_hold_flat_frames_and_bytes(lean_tracker):
+def test_thousand_streamed_frames_hold_flat_frames_and_bytes(lean_tracker, monkeypatch):
+    hf_sessions = _hf_sessions_made_by(lean_tracker, monkeypatch)
     registry = SessionRegistry(lean_tracker, max_conditioning_frames=4)
     samples = {}
     for i in range(1000):
@@ -170,7 +181,7 @@ def test_thousand_streamed_frames_hold_flat_frames_and_bytes(lean_tracker):
         assert stats.frames_held == 1
     assert samples[999].frames_processed == 1000
     # Conditioning frames are capped (reconditioning every 2 frames passes the cap early).
-    hf = registry._sessions["long"]._hf_session
+    (hf,) = hf_sessions
     assert max(len(o["cond_frame_outputs"]) for o in hf.output_dict_per_obj.values()) <= 4
     assert samples[999].bytes_held <= samples[100].bytes_held * 1.05
     assert samples[500].bytes_held <= samples[100].bytes_held * 1.05

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from tests.frames import moving_shapes
 from tests.scripted_tracker import ScriptedTracker
-from tracker import InferenceError, SessionRegistry
+from tracker import RESEED_TRIGGERS, InferenceError, ReseedReason, SessionRegistry
 from tracker.inputs import normalise_class_names, to_rgb
 
 
@@ -47,21 +48,33 @@ def test_consecutive_frames_keep_one_session_and_no_reseed(tiny_tracker):
     assert stats.reseeds == 0 and stats.frames_processed == 4 and len(registry) == 1
 
 
+def test_reseed_triggers_are_the_documented_rule_in_order():
+    assert RESEED_TRIGGERS == (
+        "new session",
+        "epoch changed",
+        "frame_id went backwards",
+        "class names changed",
+        "reset by caller",
+    )
+    assert tuple(ReseedReason) == RESEED_TRIGGERS
+
+
 @pytest.mark.parametrize(
-    "change",
+    ("change", "reason"),
     [
-        {"epoch": 1},
-        {"frame_id": 0},
-        {"class_names": "person, car"},
-        {"reset": True},
+        ({"epoch": 1}, ReseedReason.EPOCH_CHANGED),
+        ({"frame_id": 0}, ReseedReason.FRAME_ID_WENT_BACKWARDS),
+        ({"class_names": "person, car"}, ReseedReason.CLASS_NAMES_CHANGED),
+        ({"reset": True}, ReseedReason.RESET_BY_CALLER),
     ],
     ids=["epoch", "frame_id_backwards", "class_names", "reset"],
 )
-def test_reseed_trigger_continues_ids_above_previous(tiny_tracker, change):
+def test_reseed_trigger_continues_ids_above_previous(tiny_tracker, caplog, change, reason):
     registry = SessionRegistry(tiny_tracker)
     first = _run(registry, range(3))
     highest = registry.stats("cam").highest_tracker_id
     assert highest >= max(first[-1].tracker_id)
+    caplog.set_level(logging.INFO, logger="tracker")
     if change.get("reset"):
         registry.reset("cam")
         change = {}
@@ -76,6 +89,9 @@ def test_reseed_trigger_continues_ids_above_previous(tiny_tracker, change):
     stats = registry.stats("cam")
     assert stats.reseeds == 1
     assert len(after) > 0 and after.tracker_id.min() > highest
+    assert [r.getMessage() for r in caplog.records if "reseeding" in r.getMessage()] == [
+        f"reseeding cam: {reason}"
+    ]
 
 
 def test_class_names_normalised_so_equivalent_lists_do_not_reseed(tiny_tracker):
@@ -260,6 +276,10 @@ class _BlockingTracker(ScriptedTracker):
         assert self.release.wait(30)
         return super().step(session, rgb, frame_idx)
 
+    def held(self, session):
+        frames, objects, _ = super().held(session)
+        return frames, objects, 1000  # a figure the statistics must carry through
+
 
 def test_close_and_stats_during_a_frame_in_flight_neither_break_nor_wait_for_it():
     stand_in = _BlockingTracker()
@@ -289,3 +309,22 @@ def test_close_and_stats_during_a_frame_in_flight_neither_break_nor_wait_for_it(
     assert "error" not in outcome and len(outcome["detections"]) == 1
     again = registry.process(frame, video_identifier="busy", frame_id=2, class_names="a")
     assert again.tracker_id.min() > outcome["detections"].tracker_id.max()
+
+
+def test_wait_idle_waits_for_the_frame_still_inside_the_model():
+    stand_in = _BlockingTracker()
+    registry = SessionRegistry(stand_in)
+    worker = threading.Thread(
+        target=registry.process,
+        args=(np.zeros((8, 8, 3), np.uint8),),
+        kwargs={"video_identifier": "cam", "frame_id": 0, "class_names": "a"},
+    )
+    worker.start()
+    assert stand_in.entered.wait(5)
+    assert not registry.wait_idle(0.05, "cam")
+    assert registry.wait_idle(0.05, "other-stream")
+    assert registry.all_stats() == {}  # no frame finished yet, and reading never waits
+    stand_in.release.set()
+    assert registry.wait_idle(5, "cam") and registry.wait_idle(5)
+    worker.join(5)
+    assert registry.all_stats()["cam"].bytes_held == 1000

@@ -239,6 +239,8 @@ class VideoSource(ABC):
         self._thread: threading.Thread | None = None
         self._counters = _Counters()
         self._mode = _Mode.RUNNING
+        # Counts pause() calls, so a decode loop notices a pause that was resumed before it looked.
+        self._pauses = 0
         self._link = SourceState.CONNECTING
         self._published: SourceState | None = None
         self._epoch = 0
@@ -520,6 +522,7 @@ class VideoSource(ABC):
                 if self._mode is mode:
                     return
                 self._mode = mode
+                self._pauses += mode is _Mode.PAUSED
                 self._mode_changed.notify_all()
             if mode is _Mode.MUTED or (mode is _Mode.PAUSED and self.is_live):
                 # Muted frames are discarded, and a live frame held over a pause would be stale;

@@ -120,8 +120,8 @@ class LiveStreamSource(ReconnectingSource[av.container.InputContainer]):
             # Demux every track, not just video: the watchdog must also run when only audio
             # packets keep arriving from a camera whose video encoder hung.
             for packet in container.demux():
-                if self._stopping or self._paused:
-                    return got_frames, "paused" if self._paused else "stopped"
+                if self._must_release:
+                    return got_frames, "stopped" if self._stopping else "paused"
                 if time.monotonic() - last_frame_at > self.options.stall_timeout_s:
                     raise _Stalled
                 if packet.stream.index != stream.index:

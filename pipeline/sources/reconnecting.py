@@ -13,7 +13,8 @@ state machine around that is written here, once:
 States, the same for every kind: the link reads CONNECTING until a connection has ever delivered
 a frame (a camera down at start), RECONNECTING once one did and was lost (a camera that dropped),
 RUNNING while frames flow (set by ``_publish_frame``). While PAUSED the connection is closed and
-the loop waits; on ``resume()`` it reconnects with the next epoch.
+the loop waits; on ``resume()`` it reconnects with the next epoch. A pause releases the camera
+however short it is: one resumed before the decode loop looked still ends the connection.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ class ReconnectingSource(VideoSource, Generic[ConnectionT]):
 
     - ``_connect()``: one attempt; the open connection, or None with the failure recorded
       (``_record_failure(..., connect=True)``) and logged.
-    - ``_pump(connection)``: publish frames until the connection ends or the source is paused or
-      stopping; returns (delivered any frame, why it ended, in words).
+    - ``_pump(connection)``: publish frames until the connection ends or ``_must_release`` says
+      so (paused since it connected, or stopping); returns (delivered any frame, why it ended).
     - ``_disconnect(connection)``: release it; must not raise on a dead connection.
     """
 
@@ -53,7 +54,14 @@ class ReconnectingSource(VideoSource, Generic[ConnectionT]):
     def _disconnect(self, connection: ConnectionT) -> None:
         """Release the connection (quietly: it may already be dead)."""
 
+    @property
+    def _must_release(self) -> bool:
+        """Stopping, or paused since this connection opened (even if resumed already)."""
+        with self._lock:
+            return self._stopping or self._pauses != self._pauses_at_connect
+
     def _run(self) -> None:
+        self._pauses_at_connect = 0
         backoff = self.options.make_backoff()
         connected_before = False
         ever_ran = False
@@ -61,6 +69,8 @@ class ReconnectingSource(VideoSource, Generic[ConnectionT]):
         while not self._stopping:
             if self._wait_while_paused():
                 return
+            with self._lock:
+                self._pauses_at_connect = self._pauses
             connection = self._connect()
             if self._stopping:  # stop() gave up waiting for this attempt: leave without a trace
                 if connection is not None:
@@ -85,8 +95,8 @@ class ReconnectingSource(VideoSource, Generic[ConnectionT]):
                 backoff.reset()
                 failures_in_a_row = 0
                 continue
-            if self._paused:
-                continue
+            if self._paused or self._pauses != self._pauses_at_connect:
+                continue  # a pause ended it, not a fault: no backoff
             failures_in_a_row += 1
             if self._gives_up(failures_in_a_row):
                 return

@@ -93,7 +93,7 @@ class WebcamSource(ReconnectingSource[Capture]):
         capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         self._set_declared_fps(float(capture.get(cv2.CAP_PROP_FPS) or 0.0))
         last_frame_at = time.monotonic()
-        while not self._stopping and not self._paused:
+        while not self._must_release:
             ok, image = capture.read()
             if not ok or image is None:
                 if time.monotonic() - last_frame_at > self.options.stall_timeout_s:
@@ -110,7 +110,7 @@ class WebcamSource(ReconnectingSource[Capture]):
             got_frames = True
             if not self._publish_frame(image, frame_id):  # (H, W, 3) uint8 BGR
                 break
-        return got_frames, "paused" if self._paused else "stopped"
+        return got_frames, "stopped" if self._stopping else "paused"
 
     def _disconnect(self, capture: Capture) -> None:
         capture.release()
