@@ -11,7 +11,7 @@ import pytest
 
 import sinks
 from tests.sinks_helpers import make_detections, make_frame
-from tests.waiting import RecordingSink
+from tests.waiting import RecordingSink, wait_until
 
 GUARD_S = 10.0
 """Only a guard against hanging forever when the code is broken; never reached when it works."""
@@ -63,11 +63,13 @@ def test_a_raising_sink_and_a_stuck_sink_neither_stop_nor_slow_the_others() -> N
     frames = [make_frame(i, from_file=False) for i in range(50)]
 
     def paced() -> None:
-        # Live frames arrive one after another; each waits until the fast sink has the previous
-        # one, so a lagging *fast* sink (CPU load) cannot be confused with one being held up.
+        # Live frames arrive one after another; each waits until the fast sink and the raising
+        # sink are done with the previous one, so a sink lagging under CPU load (whose oldest
+        # live frames would rightly be dropped) cannot be confused with one being held up.
         for index, frame in enumerate(frames):
             fan_out.on_prediction(make_detections(), frame)
             recorder.wait_count(index + 1, GUARD_S)
+            wait_until(lambda done=index + 1: len(errors) >= done, GUARD_S, "the raising sink")
 
     dispatcher = threading.Thread(target=paced, daemon=True)
     dispatcher.start()

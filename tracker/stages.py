@@ -117,5 +117,6 @@ class StageClock:
 
 
 def detach(handles: list[Any]) -> None:
+    """Remove the hooks ``StageClock.attach`` installed."""
     for handle in handles:
         handle.remove()

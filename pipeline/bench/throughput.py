@@ -276,7 +276,7 @@ def run_throughput_bench(
 
     from pipeline.sources.sample_clip import write_sample_clip
     from tracker import Sam3VideoTracker
-    from tracker.stages import StageClock
+    from tracker.stages import StageClock, detach
 
     needed = frames + FRAME_OFFSET * (streams - 1)
     with tempfile.TemporaryDirectory(prefix="sam3-bench-") as scratch:
@@ -322,8 +322,7 @@ def run_throughput_bench(
             for name in order:
                 _run_variant(setup, name, results[name], warmup)
     finally:
-        for handle in handles:
-            handle.remove()
+        detach(handles)
         tracker.stage_clock = None
     return {
         "model": model,
