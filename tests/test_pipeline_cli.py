@@ -22,6 +22,7 @@ import yaml
 from pipeline.cli.main import main
 from pipeline.config.run_config import SourceOptionsConfig, load_config, parse_config
 from pipeline.errors import ConfigError
+from pipeline.loop.inference_pipeline import InferencePipeline
 from pipeline.sources import SourceOptions
 from tests.sources_helpers import write_test_clip
 from tests.waiting import wait_until
@@ -80,6 +81,8 @@ BAD_FIELDS = [
     ),
     ({"source_options": {"stall": 1}}, "source_options.stall: unknown field"),
     ({"status_interval_s": -1}, "status_interval_s: Input should be greater than 0"),
+    ({"max_objects": 0}, "max_objects: Input should be greater than or equal to 1"),
+    ({"max_objects": "many"}, "max_objects: Input should be a valid integer"),
     ({"show_progress": "maybe"}, "show_progress: Input should be a valid boolean"),
     ({"treshold": 0.5}, "treshold: unknown field"),
 ]
@@ -117,6 +120,7 @@ BAD_FLAGS = [
     (["--source", "ftp://user:pw@host/x"], "unknown scheme 'ftp'"),
     (["--classes", " , "], "--classes: List should have at least 1 item"),
     (["--status-interval", "0"], "--status-interval: Input should be greater than 0"),
+    (["--max-objects", "0"], "--max-objects: Input should be greater than or equal to 1"),
     (["--config", "/no/such/config.yaml"], "cannot read config /no/such/config.yaml"),
 ]
 
@@ -131,6 +135,25 @@ def test_every_bad_flag_gets_one_line_naming_it_and_exit_code_2(
     lines = [line for line in err.splitlines() if line.startswith("sam3-stream: error:")]
     assert len(lines) == 1 and message in lines[0], err
     assert "Traceback" not in err and "pw@" not in err
+
+
+def test_max_objects_from_a_flag_or_the_config_reaches_the_pipeline(
+    clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    received: list[dict] = []
+
+    def init(**keywords: object) -> None:
+        received.append(keywords)
+        raise ConfigError("stopped before any model is loaded")
+
+    monkeypatch.setattr(InferencePipeline, "init", init)
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"sources": [str(clip)], "classes": "p", "max_objects": 5}))
+    assert main(["run", "--config", str(config)]) == 2
+    assert main(["run", "--config", str(config), "--max-objects", "3"]) == 2  # the flag wins
+    assert main(["run", "--source", str(clip), "--classes", "p"]) == 2
+    assert [keywords["max_objects"] for keywords in received] == [5, 3, None]
+    assert all("max_num_objects" not in keywords["model_options"] for keywords in received)
 
 
 def test_run_without_source_or_classes_says_what_to_give(
@@ -226,3 +249,12 @@ def test_bench_latency_prints_both_tables_and_the_ratio(
     overall = next(line for line in out.splitlines() if line.startswith("overall")).split()
     ours_max, fifo_max = float(overall[4]), float(overall[8])
     assert fifo_max > ours_max, "a FIFO behind a slow model ages; the freshest frame does not"
+
+
+def test_bench_session_refuses_a_budget_below_one_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    arguments = ["bench", "session", "--model", "unused", "--churn", "--max-objects", "0"]
+    assert main(arguments) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "sam3-stream: error: --max-objects must be at least 1, got 0"

@@ -25,7 +25,7 @@ from pipeline.loop.status import LatencySummary, LatencyWindow, SourceMetrics
 from pipeline.loop.status_events import StatusUpdate, UpdateSeverity
 from pipeline.sources import RoundRobinReader, SourceState, make_sources
 from pipeline.video_frame import VideoFrame
-from tests.pipeline_helpers import source_status
+from tests.pipeline_helpers import StandInModel, source_status
 from tests.sources_helpers import write_test_clip
 from tracker.weights import MODEL_ENV, resolve_model
 
@@ -202,6 +202,9 @@ def test_init_takes_exactly_the_keyword_options_of_pipeline_options() -> None:
         ({"max_fps": -1}, "max_fps"),
         ({"watchdog": object()}, "watchdog"),
         ({"status_interval_s": 0}, "status_interval_s"),
+        ({"max_objects": 0}, "max_objects"),
+        ({"max_objects": 2.5}, "max_objects"),
+        ({"max_objects": True}, "max_objects"),
     ],
 )
 def test_a_bad_option_names_its_field_and_keeps_it_across_processes(
@@ -211,3 +214,42 @@ def test_a_bad_option_names_its_field_and_keeps_it_across_processes(
         PipelineOptions.from_keywords("clip.mp4", "person", print, **override)
     assert caught.value.field == field
     assert pickle.loads(pickle.dumps(caught.value)).field == field
+
+
+class BudgetedStandIn(StandInModel):
+    """A stand-in registry that takes an object budget per identifier, as ``SessionRegistry``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.budgets: list[tuple[str, int | None]] = []
+
+    def set_max_objects(self, video_identifier: str, max_objects: int | None) -> None:
+        self.budgets.append((video_identifier, max_objects))
+
+
+def test_max_objects_goes_to_a_shared_registry_for_the_pipelines_identifiers_only(
+    tmp_path: Path, pipelines
+) -> None:
+    clip = write_test_clip(tmp_path / "clip.mp4", frames=3)
+    registry = BudgetedStandIn()
+    pipeline = pipelines(
+        str(clip), "person", lambda *_: None, registry=registry, video_identifiers=["dock"],
+        max_objects=4,
+    )  # fmt: skip
+    assert registry.budgets == [("dock", 4)], "set before the first frame"
+    pipeline.start(use_main_thread=False)
+    assert pipeline.join(timeout=30)
+    assert registry.budgets == [("dock", 4), ("dock", None)], "the registry's default is back"
+
+    untouched = BudgetedStandIn()
+    pipelines(str(clip), "person", lambda *_: None, registry=untouched)
+    assert untouched.budgets == [], "no max_objects: the registry keeps its own budget"
+
+
+def test_max_objects_with_a_registry_that_has_no_budget_is_refused(tmp_path: Path) -> None:
+    clip = write_test_clip(tmp_path / "clip.mp4", frames=3)
+    with pytest.raises(ConfigError) as caught:
+        InferencePipeline.init(
+            str(clip), "person", lambda *_: None, registry=StandInModel(), max_objects=4
+        )
+    assert caught.value.field == "max_objects"

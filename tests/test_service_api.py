@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
@@ -91,6 +92,8 @@ def test_stream_lifecycle_create_list_get_patch_pause_resume_delete(client, scri
             {"source": "testpattern", "classes": ["p"], "source_options": {"stall_timeout_s": -1}},
             "source_options",
         ),
+        ({"source": "testpattern", "classes": ["person"], "max_objects": 0}, "max_objects"),
+        ({"source": "testpattern", "classes": ["person"], "max_objects": "all"}, "max_objects"),
     ],
 )
 def test_bad_stream_request_is_422_naming_the_field(client, body, field):
@@ -332,3 +335,48 @@ def test_events_stream_detections_with_optional_rle_masks_and_end_on_delete(scri
             assert bad.status_code in (404, 422)
     finally:
         server.stop()
+
+
+def test_a_streams_own_object_budget_is_set_before_it_starts_and_cleared_on_delete(
+    client, monkeypatch
+):
+    budgets: list[tuple[str, int | None]] = []
+    registry = client.app.state.service.engine.registry
+    monkeypatch.setattr(registry, "set_max_objects", lambda *call: budgets.append(call))
+    own = _create(client, video_identifier="dock", max_objects=3)
+    assert own["max_objects"] == 3
+    default = _create(client, video_identifier="gate")
+    assert default["max_objects"] is None
+    assert budgets == [("dock", 3), ("gate", None)], "None: the server's budget, nothing stale"
+    client.delete(f"/streams/{own['id']}")
+    assert budgets[-1] == ("dock", None)
+
+
+def test_a_streams_object_budget_survives_a_restart(tmp_path):
+    state = tmp_path / "state"
+    with TestClient(scripted_app(state_dir=state)) as client:
+        _create(client, max_objects=7)
+    app = scripted_app(state_dir=state)
+    with TestClient(app) as client:
+        assert app.state.service.booted.wait(10)
+        (restored,) = client.get("/streams").json()["streams"]
+    assert restored["max_objects"] == 7
+
+
+def test_metrics_show_each_streams_tracks_and_evictions_by_reason(client, monkeypatch):
+    created = _create(client, video_identifier="dock")
+    stats = SimpleNamespace(
+        bytes_held=2048,
+        objects_live=3,
+        tentative_tracks=1,
+        evictions={"lost": 4, "unmatched": 0, "duplicate": 2, "budget": 5},
+    )
+    engine = client.app.state.service.engine
+    monkeypatch.setattr(engine, "session_stats", lambda: {"dock": stats})
+    text = client.get("/metrics").text
+    stream = f'stream="{created["id"]}"'
+    assert f"sam3_stream_objects_live{{{stream}}} 3.0" in text
+    assert f"sam3_stream_tentative_tracks{{{stream}}} 1.0" in text
+    for reason, count in stats.evictions.items():
+        assert f'sam3_stream_objects_evicted_total{{reason="{reason}",{stream}}} {count}.0' in text
+    assert 'sam3_stream_session_bytes_held{video_identifier="dock"} 2048.0' in text

@@ -65,7 +65,9 @@ def _run_api_flow(server: RunningServer, body: dict, *, live: bool) -> None:
             after = collect_detections(
                 events, 1, lambda r: _has_objects(r) and r["objects"][0]["class_name"] == "circle"
             )
-            # The class change reseeded the tracker; ids continue above every earlier id.
+            # No reseed: "square" left the running session with its tracks, "circle" joined it;
+            # its tracks are new ones, numbered above every earlier id (square ids are retired).
+            assert all(obj["class_name"] == "circle" for r in after for obj in r["objects"])
             assert min(_ids(after)) > max(_ids(before))
 
             paused = http.post(f"/streams/{stream_id}/pause").json()

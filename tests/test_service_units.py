@@ -10,17 +10,20 @@ import textwrap
 import numpy as np
 import pytest
 import supervision as sv
+from pydantic import ValidationError
 
 from pipeline.config.serve_config import load_serve_config
 from pipeline.errors import ConfigError
+from pipeline.service import ModelEngine
 from pipeline.service.auth import key_matches, supplied_key
-from pipeline.service.metrics import ServiceMetrics, StreamSnapshot
+from pipeline.service.metrics import ServiceMetrics, SessionSnapshot, StreamSnapshot
 from pipeline.service.models import StreamPatch, StreamSpec
 from pipeline.service.payloads import jsonable
 from pipeline.service.sse import EventHub
 from pipeline.service.store import StoredStream, StreamStore
 from pipeline.service.webrtc import keep_loopback_candidates
 from tests.service_helpers import ScriptedPipeline
+from tracker.session_rules import SessionRules
 
 
 def _spec(**fields):
@@ -223,3 +226,37 @@ def test_annotated_frames_are_even_sized_for_the_encoder():
 
     image = viewer_image(np.zeros((121, 161, 3), np.uint8), sv.Detections.empty())
     assert image.shape == (120, 160, 3)
+
+
+def test_metrics_export_tracks_live_tentative_and_evicted_per_stream():
+    metrics = ServiceMetrics()
+    session = SessionSnapshot(
+        objects_live=2,
+        tentative_tracks=1,
+        evictions={"lost": 1, "unmatched": 3, "duplicate": 0, "budget": 2},
+    )
+    metrics.bind(lambda: [StreamSnapshot("s1", [], session=session)], lambda: (1, {}))
+    text = metrics.render().decode()
+    assert 'sam3_stream_objects_live{stream="s1"} 2.0' in text
+    assert 'sam3_stream_tentative_tracks{stream="s1"} 1.0' in text
+    assert 'sam3_stream_objects_evicted_total{reason="unmatched",stream="s1"} 3.0' in text
+    assert 'sam3_stream_objects_evicted_total{reason="duplicate",stream="s1"} 0.0' in text
+    before_first_frame = ServiceMetrics()
+    before_first_frame.bind(lambda: [StreamSnapshot("s2", [])], lambda: (0, {}))
+    assert 'sam3_stream_objects_live{stream="s2"}' not in before_first_frame.render().decode()
+
+
+def test_a_streams_max_objects_is_at_least_one():
+    spec = StreamSpec(source="testpattern", classes=["p"], max_objects=4)
+    assert spec.max_objects == 4
+    assert StreamSpec(source="testpattern", classes=["p"]).max_objects is None
+    for bad in (0, -1, "many"):
+        with pytest.raises(ValidationError) as caught:
+            StreamSpec(source="testpattern", classes=["p"], max_objects=bad)
+        assert caught.value.errors()[0]["loc"] == ("max_objects",)
+
+
+def test_the_servers_budget_is_the_registrys_default():
+    assert ModelEngine.from_tracker(object(), max_objects=5).registry.rules.max_objects == 5
+    default = ModelEngine.from_tracker(object()).registry.rules.max_objects
+    assert default == SessionRules.max_objects

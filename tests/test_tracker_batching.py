@@ -203,6 +203,9 @@ def batched_tracker(tiny_model_dir) -> Sam3VideoTracker:
 
 STREAMS = 3
 FRAMES = 10
+# Every track shown from its first frame and none ended by a rule: the comparison reads each
+# frame's detections and the sessions' bytes, and the track rules are tested on their own.
+TRACK_RULES_OFF = {"confirm_frames": 1, "hotstart_delay": 0, "max_unmatched_frames": None}
 
 
 def _stream_frame(stream: int, index: int) -> np.ndarray:
@@ -220,7 +223,7 @@ def _process(registry: SessionRegistry, stream: int, index: int):
 
 
 def test_batched_streams_match_unbatched_outputs_exactly(tiny_tracker, batched_tracker):
-    plain = SessionRegistry(tiny_tracker)
+    plain = SessionRegistry(tiny_tracker, **TRACK_RULES_OFF)
     expected: dict[int, list] = {s: [] for s in range(STREAMS)}
 
     def feed_in_turn() -> None:
@@ -232,7 +235,7 @@ def test_batched_streams_match_unbatched_outputs_exactly(tiny_tracker, batched_t
     # only OpenMP team, and this loop measured 6x slower in pytest's main thread.
     _start(feed_in_turn).join(300)
 
-    batched = SessionRegistry(batched_tracker)
+    batched = SessionRegistry(batched_tracker, **TRACK_RULES_OFF)
     got: dict[int, list] = {s: [] for s in range(STREAMS)}
 
     def feed(stream: int) -> None:
@@ -313,7 +316,8 @@ def test_batched_and_compiled_backbone_match_on_cuda(tiny_model_dir, dtype):
         gather_window_ms=500,
         compile_vision=True,
     )
-    want_registry, have_registry = SessionRegistry(reference), SessionRegistry(fast)
+    want_registry = SessionRegistry(reference, **TRACK_RULES_OFF)
+    have_registry = SessionRegistry(fast, **TRACK_RULES_OFF)
     got: dict[int, list] = {s: [] for s in range(2)}
 
     def feed(stream: int) -> None:

@@ -43,8 +43,18 @@ def _plain_hf_outputs(tracker: Sam3VideoTracker, frames: int):
     return outputs, cond_frames, plain.frames_held
 
 
+# The track rules off, so our session must reproduce HF's own: every track shown from its first
+# frame, none ended by a rule (the port's cap of 3 objects stays below the budget).
+TRACK_RULES_OFF = {
+    "lost_object_frames": None,
+    "confirm_frames": 1,
+    "hotstart_delay": 0,
+    "max_unmatched_frames": None,
+}
+
+
 def _ours(tracker: Sam3VideoTracker, frames: int, **registry_kwargs):
-    registry = SessionRegistry(tracker, lost_object_frames=None, **registry_kwargs)
+    registry = SessionRegistry(tracker, **TRACK_RULES_OFF, **registry_kwargs)
     results = [
         registry.process(
             moving_shapes(i),

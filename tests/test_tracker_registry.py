@@ -13,6 +13,9 @@ from tests.scripted_tracker import ScriptedTracker
 from tracker import RESEED_TRIGGERS, InferenceError, ReseedReason, SessionRegistry
 from tracker.inputs import normalise_class_names, to_rgb
 
+# Tests of other rules pass ``confirm_frames=1`` so a track is shown on its first frame, as they
+# assume; confirmation itself is tested with the track rules.
+
 
 def _run(registry: SessionRegistry, frames: range, **kwargs):
     kwargs.setdefault("video_identifier", "cam")
@@ -53,10 +56,24 @@ def test_reseed_triggers_are_the_documented_rule_in_order():
         "new session",
         "epoch changed",
         "frame_id went backwards",
-        "class names changed",
         "reset by caller",
     )
     assert tuple(ReseedReason) == RESEED_TRIGGERS
+
+
+def test_a_class_change_is_applied_to_the_running_session_and_is_no_reseed(tiny_tracker, caplog):
+    """The rule's other half; tests/test_tracker_live_concepts.py shows what happens to tracks."""
+    registry = SessionRegistry(tiny_tracker)
+    _run(registry, range(3), class_names="person, car")
+    caplog.set_level(logging.INFO, logger="tracker")
+    after = _run(registry, range(3, 6), class_names="car, dog")
+    stats = registry.stats("cam")
+    assert stats.reseeds == 0 and stats.frames_processed == 6
+    assert not [r for r in caplog.records if "reseeding" in r.getMessage()]
+    names = ("car", "dog")
+    assert all(
+        names[c] == n for d in after for c, n in zip(d.class_id, d.data["class_name"], strict=True)
+    )
 
 
 @pytest.mark.parametrize(
@@ -64,13 +81,12 @@ def test_reseed_triggers_are_the_documented_rule_in_order():
     [
         ({"epoch": 1}, ReseedReason.EPOCH_CHANGED),
         ({"frame_id": 0}, ReseedReason.FRAME_ID_WENT_BACKWARDS),
-        ({"class_names": "person, car"}, ReseedReason.CLASS_NAMES_CHANGED),
         ({"reset": True}, ReseedReason.RESET_BY_CALLER),
     ],
-    ids=["epoch", "frame_id_backwards", "class_names", "reset"],
+    ids=["epoch", "frame_id_backwards", "reset"],
 )
 def test_reseed_trigger_continues_ids_above_previous(tiny_tracker, caplog, change, reason):
-    registry = SessionRegistry(tiny_tracker)
+    registry = SessionRegistry(tiny_tracker, confirm_frames=1)
     first = _run(registry, range(3))
     highest = registry.stats("cam").highest_tracker_id
     assert highest >= max(first[-1].tracker_id)
@@ -159,9 +175,9 @@ def test_model_receives_rgb_frames():
 
 
 def test_threshold_filters_on_confidence(tiny_tracker):
-    registry = SessionRegistry(tiny_tracker)
+    registry = SessionRegistry(tiny_tracker, confirm_frames=1)
     everything = _run(registry, range(1), video_identifier="t0")[0]
-    registry2 = SessionRegistry(tiny_tracker)
+    registry2 = SessionRegistry(tiny_tracker, confirm_frames=1)
     cut = float(np.median(everything.confidence))
     filtered = _run(registry2, range(1), video_identifier="t1", threshold=cut)[0]
     assert len(filtered) == int((everything.confidence >= cut).sum())
@@ -193,7 +209,7 @@ def test_closed_identifier_continues_ids_when_it_returns(tiny_tracker):
 
 
 def test_model_error_raises_for_that_call_and_next_frame_reseeds(tiny_tracker, monkeypatch):
-    registry = SessionRegistry(tiny_tracker)
+    registry = SessionRegistry(tiny_tracker, confirm_frames=1)
     before = _run(registry, range(2))[-1]
     original = tiny_tracker.step
     calls = {"n": 0}
@@ -248,7 +264,7 @@ def test_lost_objects_are_evicted_and_ids_never_reused():
     # Scripted stand-in: random weights cannot make an object leave the scene on cue.
     script = {n: ["a", "b"] for n in range(5)} | {n: ["b"] for n in range(5, 12)}
     stand_in = ScriptedTracker(lambda n: script.get(n, ["a", "b"]))
-    registry = SessionRegistry(stand_in, lost_object_frames=4)
+    registry = SessionRegistry(stand_in, confirm_frames=1, lost_object_frames=4)
     seen = []
     for i in range(14):
         detections = registry.process(
@@ -283,7 +299,7 @@ class _BlockingTracker(ScriptedTracker):
 
 def test_close_and_stats_during_a_frame_in_flight_neither_break_nor_wait_for_it():
     stand_in = _BlockingTracker()
-    registry = SessionRegistry(stand_in)
+    registry = SessionRegistry(stand_in, confirm_frames=1)
     frame = np.zeros((8, 8, 3), np.uint8)
     stand_in.release.set()
     registry.process(frame, video_identifier="busy", frame_id=0, class_names="a")

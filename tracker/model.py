@@ -27,7 +27,9 @@ from tracker.batching import (
 )
 from tracker.compile import compile_vision_encoder
 from tracker.errors import ModelLoadError
+from tracker.frame_matching import FrameMatching, read_frame_matching
 from tracker.hf_session import BoundedInferenceSession, new_bounded_session
+from tracker.postprocess import install_postprocessing
 from tracker.preprocess import TensorPreprocessor
 from tracker.stages import StageClock
 from tracker.weights import REAL_MODEL
@@ -43,6 +45,9 @@ class _QuietObjectCap(logging.Filter):
 
 
 logging.getLogger("transformers.models.sam3_video.modeling_sam3_video").addFilter(_QuietObjectCap())
+
+# Tokens per text prompt: ``Sam3VideoProcessor.add_text_prompt`` pads every prompt to this length.
+PROMPT_TOKENS = 32
 
 _FIX_STEPS = (
     "accept the licence at https://huggingface.co/facebook/sam3, run `hf auth login`, then "
@@ -60,6 +65,8 @@ class FrameResult:
         tracker_scores: (N,) float32 tracker score on this frame.
         masks: (N, H, W) bool at the original frame resolution.
         prompts: the concept text that found each object.
+        matching: what the detector said about each track on this frame (None: not reported,
+            every object in the output counts as matched).
     """
 
     object_ids: np.ndarray
@@ -67,6 +74,7 @@ class FrameResult:
     tracker_scores: np.ndarray
     masks: np.ndarray
     prompts: tuple[str, ...]
+    matching: FrameMatching | None = None
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -218,6 +226,7 @@ class Sam3VideoTracker:
         resolved_device = resolve_device(device)
         compute_dtype = resolve_autocast_dtype(dtype, resolved_device)
         loaded, processor = _load(model, config_overrides)
+        install_postprocessing()
         loaded = loaded.to(resolved_device).eval()
         if compile_vision:
             compile_vision_encoder(loaded, resolved_device, max_batch=max_batch)
@@ -245,10 +254,61 @@ class Sam3VideoTracker:
         return self.model.config
 
     def new_session(self, class_names: tuple[str, ...]) -> BoundedInferenceSession:
-        """A fresh streaming session with the concepts registered once."""
+        """A fresh streaming session with the concepts registered (``add_prompts``)."""
         session = new_bounded_session(self.device)
-        self.processor.add_text_prompt(session, list(class_names))
+        self.add_prompts(session, class_names)
         return session
+
+    def add_prompts(self, session: BoundedInferenceSession, texts: tuple[str, ...]) -> None:
+        """Register concepts on a running session; the detector looks for them from its next frame.
+
+        Tracks of the other concepts are untouched: the port runs the detector once per prompt
+        and never matches a detection to a track of another prompt. Texts already registered are
+        skipped. This does what ``Sam3VideoProcessor.add_text_prompt`` does, except the id: the
+        port numbers a new prompt ``len(prompts)``, which after ``remove_prompts`` can be the id
+        of a prompt still in use; here it is above every id a prompt or an object still holds.
+        """
+        with self._lock:  # the fast tokenizer must not be used by two threads at once
+            for text in texts:
+                if text in session.prompts.values():
+                    continue
+                in_use = [*session.prompts, *session.obj_id_to_prompt_id.values()]
+                prompt_id = max(in_use, default=-1) + 1
+                encoded = self.processor.tokenizer(
+                    text, return_tensors="pt", padding="max_length", max_length=PROMPT_TOKENS
+                ).to(session.inference_device)
+                session.prompts[prompt_id] = text
+                session.prompt_input_ids[prompt_id] = encoded.input_ids  # (1, PROMPT_TOKENS)
+                session.prompt_attention_masks[prompt_id] = encoded.attention_mask
+                # The text embedding is computed by the model on the next frame and cached.
+
+    def remove_prompts(self, session: BoundedInferenceSession, texts: tuple[str, ...]) -> list[int]:
+        """Drop concepts from a running session and end every track they found.
+
+        The prompt, its tokens and its cached text embedding go, so the detector no longer looks
+        for it; each of its objects is removed like an evicted one (``remove_object``). The port
+        never reuses an object id within a session, so the ids of those tracks are retired.
+
+        Returns:
+            The session's object ids of the tracks that ended, in the session's order.
+        """
+        from tracker.pruning import forget_object
+
+        gone = {prompt_id for prompt_id, text in session.prompts.items() if text in texts}
+        owned = {obj for obj, prompt_id in session.obj_id_to_prompt_id.items() if prompt_id in gone}
+        ended = [obj for obj in session.obj_ids if obj in owned]
+        with self._lock:
+            for obj_id in owned:
+                forget_object(session, obj_id)
+            for prompt_id in gone:
+                for per_prompt in (
+                    session.prompts,
+                    session.prompt_input_ids,
+                    session.prompt_attention_masks,
+                    session.prompt_embeddings,
+                ):
+                    per_prompt.pop(prompt_id, None)
+        return ended
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.compute_dtype == torch.float32:
@@ -364,6 +424,7 @@ class Sam3VideoTracker:
             # (N, H, W) bool
             masks=post["masks"].cpu().numpy().astype(bool).reshape(-1, height, width),
             prompts=prompts,
+            matching=read_frame_matching(session, output.frame_idx, object_ids.tolist()),
         )
 
     def remove_object(self, session: BoundedInferenceSession, obj_id: int) -> None:

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,12 @@ class SessionRegistry:
         lost_object_frames: int | None = SessionRules.lost_object_frames,
         max_conditioning_frames: int = SessionRules.max_conditioning_frames,
         rebase_at: int = SessionRules.rebase_at,
+        max_objects: int = SessionRules.max_objects,
+        confirm_frames: int = SessionRules.confirm_frames,
+        hotstart_delay: int | None = SessionRules.hotstart_delay,
+        hotstart_unmatch_thresh: int | None = SessionRules.hotstart_unmatch_thresh,
+        hotstart_dup_thresh: int | None = SessionRules.hotstart_dup_thresh,
+        max_unmatched_frames: int | None = SessionRules.max_unmatched_frames,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_sessions < 1:
@@ -68,7 +75,14 @@ class SessionRegistry:
             lost_object_frames=lost_object_frames,
             max_conditioning_frames=max_conditioning_frames,
             rebase_at=rebase_at,
+            max_objects=max_objects,
+            confirm_frames=confirm_frames,
+            hotstart_delay=hotstart_delay,
+            hotstart_unmatch_thresh=hotstart_unmatch_thresh,
+            hotstart_dup_thresh=hotstart_dup_thresh,
+            max_unmatched_frames=max_unmatched_frames,
         )
+        _warn_if_port_caps_below(tracker, max_objects)
         self._clock = clock
         # Guards the maps below; also signals ``wait_idle`` when a frame leaves the model.
         self._lock = threading.Condition()
@@ -79,6 +93,7 @@ class SessionRegistry:
         # next session waits for a frame the closed one still has inside the model.
         self._tracker_ids: dict[str, TrackerIds] = {}
         self._session_locks: dict[str, threading.Lock] = {}
+        self._max_objects: dict[str, int] = {}  # per-identifier budgets (set_max_objects)
 
     def __len__(self) -> int:
         with self._lock:
@@ -120,6 +135,26 @@ class SessionRegistry:
                 return session.process(
                     rgb, frame_id=frame_id, epoch=epoch, class_names=names, threshold=threshold
                 )
+
+    def set_max_objects(self, video_identifier: str, max_objects: int | None) -> None:
+        """Give one identifier its own object budget (None: back to the registry's).
+
+        Applies from the identifier's next frame, to its open session and any later one.
+
+        Raises:
+            ValueError: ``max_objects`` < 1.
+        """
+        rules = self.rules if max_objects is None else replace(self.rules, max_objects=max_objects)
+        if max_objects is not None:
+            _warn_if_port_caps_below(self.tracker, max_objects)
+        with self._lock:
+            if max_objects is None:
+                self._max_objects.pop(video_identifier, None)
+            else:
+                self._max_objects[video_identifier] = max_objects
+            session = self._sessions.get(video_identifier)
+            if session is not None:
+                session.rules = rules
 
     def reset(self, video_identifier: str) -> None:
         """Reseed now (``ReseedReason.RESET_BY_CALLER``): the next frame starts fresh; ids go on."""
@@ -211,12 +246,19 @@ class SessionRegistry:
                     self.tracker,
                     video_identifier,
                     self._tracker_ids.setdefault(video_identifier, TrackerIds()),
-                    self.rules,
+                    self._rules_of(video_identifier),
                 )
                 self._evict_lru()
             self._sessions.move_to_end(video_identifier)
             self._last_used[video_identifier] = now
             return session, self._session_locks.setdefault(video_identifier, threading.Lock())
+
+    def _rules_of(self, video_identifier: str) -> SessionRules:
+        """The registry's rules with the identifier's own budget, if it has one."""
+        max_objects = self._max_objects.get(video_identifier)
+        if max_objects is None:
+            return self.rules
+        return replace(self.rules, max_objects=max_objects)
 
     def _expire_idle(self, now: float, keep: str | None = None) -> None:
         for video_identifier in list(self._sessions):
@@ -237,3 +279,32 @@ class SessionRegistry:
         self._last_used.pop(video_identifier, None)
         if session is not None:
             session.close()
+
+
+_WARNED_PORT_CAPS: set[tuple[int, int]] = set()  # (tracker, max_objects) already warned about
+
+
+def _warn_if_port_caps_below(tracker: Any, max_objects: int) -> None:
+    """Say so when the port's own ``max_num_objects`` would refuse objects before the budget acts.
+
+    The port drops a frame's new detections once its live objects plus the new ones pass
+    ``max_num_objects`` (10,000 by default), however stale the live ones are. The budget keeps at
+    most ``max_objects`` live between frames, so the port's cap must leave room above it for one
+    frame's new detections (up to the detector's query count per concept).
+    """
+    config = getattr(tracker, "config", None)
+    port_cap = getattr(config, "max_num_objects", None)
+    decoder = getattr(getattr(config, "detector_config", None), "detr_decoder_config", None)
+    per_frame = int(getattr(decoder, "num_queries", 0) or 0)
+    if port_cap is not None and port_cap < max_objects + per_frame:
+        if (id(tracker), max_objects) in _WARNED_PORT_CAPS:
+            return
+        _WARNED_PORT_CAPS.add((id(tracker), max_objects))
+        logger.warning(
+            "the model's max_num_objects (%d) is below max_objects (%d) plus one frame of new "
+            "detections (%d): the port may refuse new objects before the budget makes room; "
+            "leave max_num_objects at its default and set max_objects instead",
+            port_cap,
+            max_objects,
+            per_frame,
+        )

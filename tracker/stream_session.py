@@ -3,15 +3,17 @@
 A ``StreamSession`` outlives HF sessions: when a reseed replaces the HF session, the statistics
 stay and the identifier's ``TrackerIds`` keep counting, so tracker ids continue above every id the
 identifier ever emitted. Every rule that runs per frame lives here, each in one method: the reseed
-rule before the model runs (``_reseed_reason``), then pruning, eviction of lost objects and index
-rebasing once it has (``_after_step``). The session alone changes its state; the registry only
-opens sessions, hands them frames and closes them.
+rule and any class change before the model runs (``_reseed_reason``, ``_change_concepts``), then
+pruning, the track rules (``tracker.track_rules``: confirmation, hotstart, unmatched, lost, the
+object budget) and index rebasing once it has (``_after_step``); only confirmed tracks get a
+tracker_id (``_detections``). The session alone changes its state; the registry only opens
+sessions, hands them frames and closes them.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,8 +21,10 @@ import supervision as sv
 
 from tracker.detections import empty_detections, to_detections
 from tracker.errors import InferenceError
+from tracker.frame_matching import FrameMatching
 from tracker.reseed import ReseedReason
 from tracker.session_rules import SessionRules
+from tracker.track_rules import EVICTION_REASONS, TrackBook, TrackLimits
 from tracker.tracker_ids import TrackerIds
 
 if TYPE_CHECKING:
@@ -40,14 +44,18 @@ class SessionStats:
         frames_processed: frames run through the model since the identifier's session opened.
         frames_held: preprocessed frames the HF session still holds (1 when pruning works).
         objects_live: objects the HF session tracks now.
-        objects_evicted: objects removed after ``lost_object_frames`` unseen frames.
+        objects_evicted: tracks the rules ended, every reason together (``sum(evictions)``).
         reseeds: live HF sessions replaced by a ``ReseedReason`` (epoch change, frame_id
-            backwards, class names, reset by the caller); a session dropped after an inference
-            error or closed is not counted.
+            backwards, reset by the caller); a class change is applied live and is not one,
+            nor is a session dropped after an inference error or closed.
         highest_tracker_id: the largest id the identifier ever emitted (0 when none yet).
         bytes_held: approximate bytes of tensors the HF session holds.
         next_frame_index: the index the next frame gets inside the HF session; rebasing keeps it
             below ``rebase_at``.
+        evictions: tracks ended by each rule of ``tracker.track_rules``: "lost" (no mask for
+            ``lost_object_frames``), "unmatched" (hotstart or ``max_unmatched_frames``),
+            "duplicate" (hotstart), "budget" (``max_objects``); always all four keys.
+        tentative_tracks: live tracks not yet confirmed by the detector, so without a tracker_id.
     """
 
     frames_processed: int
@@ -58,6 +66,8 @@ class SessionStats:
     highest_tracker_id: int
     bytes_held: int
     next_frame_index: int
+    evictions: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EVICTION_REASONS, 0))
+    tentative_tracks: int = 0
 
 
 class StreamSession:
@@ -85,13 +95,14 @@ class StreamSession:
         self._epoch: int | None = None
         self._last_frame_id: int | None = None
         self._frames_processed = 0
-        self._objects_evicted = 0
+        self._evictions = dict.fromkeys(EVICTION_REASONS, 0)
         self._reseeds = 0
         self._hf_session: Any = None
         self._frame_idx = 0
         self._global_ids: dict[int, int] = {}
         self._held: tuple[int, int, int] = (0, 0, 0)
-        self._last_seen: dict[int, int] = {}
+        self._tracks = TrackBook()
+        self._tentative = 0
 
     def process(
         self,
@@ -139,56 +150,80 @@ class StreamSession:
             frames_processed=self._frames_processed,
             frames_held=frames_held,
             objects_live=objects_live,
-            objects_evicted=self._objects_evicted,
+            objects_evicted=sum(self._evictions.values()),
             reseeds=self._reseeds,
             highest_tracker_id=self._tracker_ids.highest,
             bytes_held=bytes_held,
             next_frame_index=self._frame_idx,
+            evictions=dict(self._evictions),
+            tentative_tracks=self._tentative if self._hf_session is not None else 0,
         )
 
-    # ---- before the model: the reseed rule ----------------------------------------------------
+    # ---- before the model: the reseed rule, class changes -------------------------------------
 
     def _begin_frame(self, *, epoch: int, frame_id: int, class_names: tuple[str, ...]) -> Any:
-        """Apply the reseed rule, record where the stream is; returns this frame's HF session."""
+        """Apply the reseed rule, then any class change; returns this frame's HF session."""
         hf_session = self._hf_session
-        reason = self._reseed_reason(
-            hf_session, epoch=epoch, frame_id=frame_id, class_names=class_names
-        )
+        reason = self._reseed_reason(hf_session, epoch=epoch, frame_id=frame_id)
         if reason is not None:
             self._end_hf_session(reason)
-            self._class_names = class_names
             hf_session = self._hf_session = self.tracker.new_session(class_names)
             self._frame_idx = 0
+        elif class_names != self._class_names:
+            self._change_concepts(hf_session, class_names)
+        self._class_names = class_names
         self._epoch = epoch
         self._last_frame_id = frame_id
         return hf_session
 
-    def _reseed_reason(
-        self, hf_session: Any, *, epoch: int, frame_id: int, class_names: tuple[str, ...]
-    ) -> ReseedReason | None:
-        """Which ``ReseedReason`` applies to this frame, or None to keep the HF session."""
+    def _reseed_reason(self, hf_session: Any, *, epoch: int, frame_id: int) -> ReseedReason | None:
+        """Which ``ReseedReason`` applies to this frame, or None to keep the HF session.
+
+        A class change is not one: ``_change_concepts`` applies it to the running session.
+        """
         if hf_session is None:
             return ReseedReason.NEW_SESSION
         if self._epoch is not None and epoch != self._epoch:
             return ReseedReason.EPOCH_CHANGED
         if self._last_frame_id is not None and frame_id < self._last_frame_id:
             return ReseedReason.FRAME_ID_WENT_BACKWARDS
-        if class_names != self._class_names:
-            return ReseedReason.CLASS_NAMES_CHANGED
         return None
+
+    def _change_concepts(self, hf_session: Any, class_names: tuple[str, ...]) -> None:
+        """Apply a class change to the running HF session, before this frame runs.
+
+        A removed concept's prompt goes and its tracks end: their session ids are retired (the
+        port never reuses one) and their tracker ids with them. An added concept is detected from
+        this frame on. Every other track keeps its memory and its tracker id; a reorder alone
+        changes only ``class_id``, which indexes the new list when detections are built.
+        """
+        removed = tuple(name for name in self._class_names if name not in class_names)
+        added = tuple(name for name in class_names if name not in self._class_names)
+        if removed:
+            for obj_id in self.tracker.remove_prompts(hf_session, removed):
+                self._global_ids.pop(obj_id, None)
+                self._tracks.forget(obj_id)
+        if added:
+            self.tracker.add_prompts(hf_session, added)
+        logger.info(
+            "classes of %s changed on the running session: added %s, removed %s",
+            self.video_identifier,
+            list(added),
+            list(removed),
+        )
 
     def _end_hf_session(self, reason: ReseedReason | None = None) -> None:
         """The one place an HF session ends; with a ``reason``, a live one counts as a reseed.
 
-        The id map and the eviction clock go with it (a new HF session numbers its objects
-        afresh); the statistics and the identifier's ``TrackerIds`` stay.
+        The id map and the track rules' counters go with it (a new HF session numbers its
+        objects afresh); the statistics and the identifier's ``TrackerIds`` stay.
         """
         if reason is not None and self._hf_session is not None:
             self._reseeds += 1
             logger.info("reseeding %s: %s", self.video_identifier, reason)
         self._hf_session = None
         self._global_ids.clear()
-        self._last_seen.clear()
+        self._tracks.clear()
 
     # ---- the model step and the rules after it ------------------------------------------------
 
@@ -208,31 +243,31 @@ class StreamSession:
             memory_frames=self.rules.memory_frames,
             max_conditioning_frames=self.rules.max_conditioning_frames,
         )
-        for obj_id in result.object_ids.tolist():
-            self._last_seen[obj_id] = idx
-        self._evict_lost(hf_session, idx)
+        self._apply_track_rules(hf_session, result)
         if self._frame_idx >= self.rules.rebase_at:
             self._rebase(hf_session)
         # Measured now, while no frame is changing the session: stats never wait for one.
         self._held = self.tracker.held(hf_session)
+        self._tentative = self._tracks.tentative
 
-    def _evict_lost(self, hf_session: Any, idx: int) -> None:
-        """Remove objects unseen for ``lost_object_frames`` frames from the HF session.
+    def _apply_track_rules(self, hf_session: Any, result: FrameResult) -> None:
+        """End the tracks ``tracker.track_rules`` gives up on, through the tracker, and count why.
 
-        Without this the tracker runs every object ever seen on every frame, so per-frame time
-        grows with the history of the scene instead of what is on screen.
+        Without this the tracker runs every object it ever saw on every frame, so per-frame time
+        grows with the history of the scene instead of what is on screen. An ended track's
+        session id is never reused by the port, so its tracker_id is retired with it.
         """
-        if not self.rules.lost_object_frames:
-            return
-        live = getattr(hf_session, "obj_ids", [])
-        for obj_id in list(live):
-            last = self._last_seen.setdefault(obj_id, idx)
-            if idx - last >= self.rules.lost_object_frames:
-                self.tracker.remove_object(hf_session, obj_id)
-                self._last_seen.pop(obj_id, None)
-                self._objects_evicted += 1
-        for obj_id in [o for o in self._last_seen if o not in live]:
-            self._last_seen.pop(obj_id, None)
+        matching = result.matching or FrameMatching.all_matched(result.object_ids.tolist())
+        scores = dict(zip(result.object_ids.tolist(), result.scores.tolist(), strict=True))
+        limits = TrackLimits.resolve(self.rules, getattr(self.tracker, "config", None))
+        live = list(getattr(hf_session, "obj_ids", []))
+        for obj_id, reason in self._tracks.update(matching, live, scores, limits):
+            self.tracker.remove_object(hf_session, obj_id)
+            self._evictions[reason] += 1
+            logger.debug("%s: ended track %d (%s)", self.video_identifier, obj_id, reason)
+        # Retire the tracker ids of ended tracks: the map holds live tracks only.
+        for obj_id in [o for o in self._global_ids if not self._tracks.is_confirmed(o)]:
+            del self._global_ids[obj_id]
 
     def _rebase(self, hf_session: Any) -> None:
         multiple = self.tracker.rebase_multiple
@@ -242,15 +277,16 @@ class StreamSession:
             return
         self.tracker.rebase(hf_session, offset)
         self._frame_idx -= offset
-        self._last_seen = {obj: seen - offset for obj, seen in self._last_seen.items()}
 
     # ---- model output -> detections -----------------------------------------------------------
 
     def _detections(self, result: FrameResult, threshold: float) -> sv.Detections:
-        # (N,) objects above the threshold with a non-empty mask; ids are allocated only for them
-        keep = (result.scores >= threshold) & result.masks.reshape(len(result.masks), -1).any(
-            axis=1
+        # (N,) confirmed live tracks above the threshold with a non-empty mask; ids are allocated
+        # only for them, so a tentative track never consumes one
+        confirmed = np.array(
+            [self._tracks.is_confirmed(int(i)) for i in result.object_ids], dtype=bool
         )
+        keep = confirmed & (result.scores >= threshold) & result.masks.any(axis=(1, 2))
         if not keep.any():
             return empty_detections()
         return to_detections(

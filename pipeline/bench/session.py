@@ -2,7 +2,8 @@
 
 Each variant runs in its own spawned process so its resident memory is its own. Printed side by
 side: bytes held by the session, process RSS, and mean ms/frame per interval, then the late/early
-time ratio of each and the ours/plain ratios at the end.
+time ratio of each and the ours/plain ratios at the end. ``bench session --churn`` (many objects
+appearing every frame, plain HF stopped early) is ``pipeline.bench.churn``.
 """
 
 from __future__ import annotations

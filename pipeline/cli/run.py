@@ -21,6 +21,7 @@ FLAGS = {
     "max_fps": "--max-fps",
     "sinks": "--sink",
     "status_interval_s": "--status-interval",
+    "max_objects": "--max-objects",
 }
 
 EPILOG = """\
@@ -56,6 +57,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-fps", type=float, help="cap on frames processed per source")
     parser.add_argument("--sink", action="append", metavar="SPEC", help="output (repeatable)")
     parser.add_argument(
+        "--max-objects",
+        type=int,
+        metavar="N",
+        help="live tracks per source at most; a new object evicts the stalest track "
+        "(default: the tracker's budget)",
+    )
+    parser.add_argument(
         "--status-interval", type=float, metavar="S", help="seconds between live status lines"
     )
     parser.add_argument(
@@ -84,6 +92,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         "max_fps": args.max_fps,
         "sinks": args.sink,
         "status_interval_s": args.status_interval,
+        "max_objects": args.max_objects,
     }
     given = {field: value for field, value in values.items() if value is not None}
     data.update(given)

@@ -54,6 +54,7 @@ def run_config(config: PipelineConfig, *, stop: threading.Event | None = None) -
             video_identifiers=config.video_identifiers,
             show_progress=config.show_progress,
             status_interval_s=config.status_interval_s,
+            max_objects=config.max_objects,
             model_options=config.model_options,
             **config.source_options.model_dump(),
         )

@@ -17,7 +17,6 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--max-objects",
         type=int,
         default=None,
-        help="objects tracked per stream at most (SAM3's max_num_objects)",
+        metavar="N",
+        help="live tracks per stream at most, unless a stream sets its own max_objects; a new "
+        "object evicts the stalest track (default: the tracker's budget)",
     )
     parser.add_argument(
         "--batch-streams",
@@ -122,15 +123,13 @@ def _run(args: argparse.Namespace) -> int:
     model = args.model or REAL_MODEL
     config = load_serve_config(args.config) if args.config else None
     install_log_redaction()
-    overrides: dict[str, Any] = {"batch_streams": args.batch_streams}
-    if args.max_objects is not None:
-        overrides["max_num_objects"] = args.max_objects
     engine = ModelEngine(
         lambda: Sam3VideoTracker.from_pretrained(
-            resolve_model(model), device=args.device, **overrides
+            resolve_model(model), device=args.device, batch_streams=args.batch_streams
         ),
         model_name=redact(model),
         max_sessions=max(64, args.max_streams),
+        max_objects=args.max_objects,
     )
     settings = ServiceSettings(
         api_key=args.api_key,

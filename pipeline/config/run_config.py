@@ -90,7 +90,11 @@ class PipelineConfig(_Strict):
         sinks: sink specs (``screen``, ``video:PATH``, ``jsonl:PATH``, ``webhook:URL``,
             ``udp:HOST:PORT``); none means detections are only counted in the status.
         source_options: reconnect, stall and buffering tuning for every source.
-        model_options: ``Sam3VideoConfig`` overrides, e.g. ``{max_num_objects: 16}``.
+        max_objects: live tracks per source at most (>= 1); when a new object needs room the
+            stalest track is evicted. null: the tracker's default budget
+            (``tracker.session_rules.DEFAULT_MAX_OBJECTS``).
+        model_options: ``Sam3VideoConfig`` overrides, e.g. ``{new_det_thresh: 0.6}``; prefer
+            ``max_objects`` to the port's ``max_num_objects``, which refuses new objects once full.
         show_progress: progress bar for files, periodic status line for live sources.
         status_interval_s: seconds between live status lines.
     """
@@ -103,6 +107,7 @@ class PipelineConfig(_Strict):
     max_fps: float | None = Field(default=None, gt=0)
     sinks: list[str] = Field(default_factory=list)
     source_options: SourceOptionsConfig = Field(default_factory=SourceOptionsConfig)
+    max_objects: int | None = Field(default=None, ge=1)
     model_options: dict[str, Any] = Field(default_factory=dict)
     show_progress: bool = True
     status_interval_s: float = Field(default=10.0, gt=0)

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import supervision as sv
 
@@ -144,6 +144,7 @@ class InferencePipeline:
         registry: FrameProcessor | None = None,
         show_progress: bool = False,
         status_interval_s: float = 10.0,
+        max_objects: int | None = None,
         model_options: Mapping[str, Any] | None = None,
         **source_options: Any,
     ) -> InferencePipeline:
@@ -171,8 +172,12 @@ class InferencePipeline:
                 with its ``process(...)`` signature works, e.g. a stand-in model in tests.
             show_progress: a progress bar on stderr for files, a status line for live sources.
             status_interval_s: seconds between live status lines (``show_progress``).
+            max_objects: live tracks per stream at most, an int >= 1: when a new object needs
+                room the stalest track is evicted. None: the registry's default
+                (``tracker.session_rules.DEFAULT_MAX_OBJECTS``). With ``registry=``, set for this
+                pipeline's identifiers only (``registry.set_max_objects``) until it ends.
             model_options: ``Sam3VideoConfig`` overrides used when the pipeline loads the model
-                (e.g. ``{"max_num_objects": 8}``).
+                (e.g. ``{"new_det_thresh": 0.6}``).
             **source_options: ``SourceOptions`` fields (``stall_timeout_s``, ``realtime``...).
 
         Raises:
@@ -194,6 +199,7 @@ class InferencePipeline:
             registry=registry,
             show_progress=show_progress,
             status_interval_s=status_interval_s,
+            max_objects=max_objects,
             model_options=model_options,
             **source_options,
         )
@@ -260,7 +266,12 @@ class InferencePipeline:
                 video_identifiers=identifiers,
                 options=options.source_options,
             )
-            registry = options.registry if options.registry is not None else _load(options)
+            if options.registry is None:
+                registry = _load(options)
+            else:
+                registry = options.registry
+                if options.max_objects is not None:
+                    _set_object_budget(registry, identifiers, options.max_objects)
             loaded = tracker_of(registry)
             return cls(
                 options=options,
@@ -381,10 +392,12 @@ class InferencePipeline:
             source.resume()
 
     def set_class_names(self, class_names: str | Sequence[str]) -> None:
-        """Track other concepts from the next frame on.
+        """Track other concepts from the next frame on, without reseeding.
 
-        Each source's session is reseeded on its next frame (the tracker's "class names
-        changed" rule); tracker ids continue above the old ones.
+        On each source's next frame the tracker applies the change to the running session: an
+        added concept is detected from then on, a removed concept's tracks end (their ids are
+        never reused), and every other track keeps its memory and its tracker id. ``class_id``
+        indexes the new list, so a reorder changes class ids and nothing else.
         """
         names = check_class_names(class_names)
         with self._lock:
@@ -571,9 +584,16 @@ class InferencePipeline:
 
     def _close_sessions(self) -> None:
         """Free the model memory of this pipeline's streams (the registry may be shared)."""
+        # A shared registry outlives this pipeline: the next user of these identifiers gets the
+        # registry's default budget back, not ours.
+        restore_budget = (
+            self._options.registry is not None and self._options.max_objects is not None
+        )
         for video_identifier in self.video_identifiers:
             try:
                 self._registry.close(video_identifier)
+                if restore_budget:
+                    _set_object_budget(self._registry, [video_identifier], None)
             except Exception:
                 logger.exception("closing the session of %s failed", video_identifier)
 
@@ -619,6 +639,32 @@ def _remaining(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
+@runtime_checkable
+class ObjectBudget(Protocol):
+    """A registry whose object budget can be set per identifier (``SessionRegistry`` can)."""
+
+    def set_max_objects(self, video_identifier: str, max_objects: int | None) -> None: ...
+
+
+def _set_object_budget(
+    registry: FrameProcessor, identifiers: Sequence[str], max_objects: int | None
+) -> None:
+    """Set (None: clear) a caller's registry's budget for this pipeline's identifiers.
+
+    A registry that cannot take a budget is refused rather than the option silently ignored.
+    """
+    if not isinstance(registry, ObjectBudget):
+        if max_objects is None:
+            return
+        raise ConfigError(
+            f"max_objects={max_objects} needs a registry with set_max_objects(...); "
+            f"{type(registry).__name__} has none",
+            field="max_objects",
+        )
+    for video_identifier in identifiers:
+        registry.set_max_objects(video_identifier, max_objects)
+
+
 def _load(options: PipelineOptions) -> FrameProcessor:
     """A session registry on ``options.tracker``, or on the model loaded now (slow)."""
     from tracker import SessionRegistry
@@ -632,4 +678,6 @@ def _load(options: PipelineOptions) -> FrameProcessor:
             device=options.device,
             **dict(options.model_options or {}),
         )
-    return SessionRegistry(tracker)
+    if options.max_objects is None:
+        return SessionRegistry(tracker)
+    return SessionRegistry(tracker, max_objects=options.max_objects)

@@ -41,6 +41,8 @@ class PipelineOptions:
         on_prediction: one sink, or a tuple of sinks the pipeline fans out to and owns.
         source_options: the same for every source.
         tracker / registry: a model to share; None loads ``model`` on ``device``.
+        max_objects: live tracks per stream at most (``SessionRegistry(max_objects=...)``);
+            None: the registry's default budget.
 
     The other fields are ``init``'s arguments of the same name.
 
@@ -64,6 +66,7 @@ class PipelineOptions:
     registry: FrameProcessor | None = None
     show_progress: bool = False
     status_interval_s: float = 10.0
+    max_objects: int | None = None
     model_options: Mapping[str, Any] | None = None
     source_options: SourceOptions = field(default_factory=SourceOptions)
 
@@ -80,6 +83,7 @@ class PipelineOptions:
                 f"status_interval_s must be > 0, got {self.status_interval_s}",
                 field="status_interval_s",
             )
+        store(self, "max_objects", check_max_objects(self.max_objects))
         if (
             self.tracker is not None
             and self.registry is not None
@@ -148,6 +152,19 @@ def check_threshold_option(threshold: Any) -> float:
         return check_threshold(threshold)
     except ValueError as error:
         raise ConfigError(str(error), field="threshold") from None
+
+
+def check_max_objects(max_objects: Any) -> int | None:
+    """A budget of live tracks per stream: an int >= 1, or None for the registry's default."""
+    if max_objects is None:
+        return None
+    if isinstance(max_objects, bool) or not isinstance(max_objects, int) or max_objects < 1:
+        raise ConfigError(
+            f"max_objects must be an integer >= 1 (or None for the default budget), "
+            f"got {max_objects!r}",
+            field="max_objects",
+        )
+    return max_objects
 
 
 def _check_max_fps(max_fps: Any) -> float | None:

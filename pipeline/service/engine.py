@@ -16,7 +16,7 @@ from typing import Any
 
 from pipeline.redact import redact
 from pipeline.service.api_errors import ModelNotReadyError
-from tracker import SessionRegistry
+from tracker import SessionRegistry, SessionStats
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ class ModelEngine:
         loader: loads the tracker; called once, on the thread that calls ``load``.
         model_name: how ``/readyz`` names the model.
         max_sessions: sessions the registry keeps open (at least the stream limit).
+        max_objects: the server's default object budget per stream (``serve --max-objects``);
+            None: the tracker's default. A stream's own ``max_objects`` overrides it.
 
     Examples:
         >>> engine = ModelEngine.from_tracker(object(), model_name="stand-in")
@@ -41,10 +43,18 @@ class ModelEngine:
         True
     """
 
-    def __init__(self, loader: TrackerLoader, *, model_name: str, max_sessions: int = 64) -> None:
+    def __init__(
+        self,
+        loader: TrackerLoader,
+        *,
+        model_name: str,
+        max_sessions: int = 64,
+        max_objects: int | None = None,
+    ) -> None:
         self.model_name = model_name
         self._loader = loader
         self._max_sessions = max_sessions
+        self._max_objects = max_objects
         self._loaded = threading.Event()
         self._tracker: Any = None
         self._registry: SessionRegistry | None = None
@@ -52,10 +62,20 @@ class ModelEngine:
 
     @classmethod
     def from_tracker(
-        cls, tracker: Any, *, model_name: str = "sam3", max_sessions: int = 64
+        cls,
+        tracker: Any,
+        *,
+        model_name: str = "sam3",
+        max_sessions: int = 64,
+        max_objects: int | None = None,
     ) -> ModelEngine:
         """An engine around an already loaded tracker (tests, embedding)."""
-        engine = cls(lambda: tracker, model_name=model_name, max_sessions=max_sessions)
+        engine = cls(
+            lambda: tracker,
+            model_name=model_name,
+            max_sessions=max_sessions,
+            max_objects=max_objects,
+        )
         engine.load()
         return engine
 
@@ -94,10 +114,17 @@ class ModelEngine:
             logger.error("loading model %s failed: %s", self.model_name, self.error)
         else:
             self._tracker = tracker
-            self._registry = SessionRegistry(tracker, max_sessions=self._max_sessions)
+            self._registry = self._new_registry(tracker)
             logger.info("model %s loaded", self.model_name)
         self._loaded.set()
         return self.error is None
+
+    def _new_registry(self, tracker: Any) -> SessionRegistry:
+        if self._max_objects is None:  # the registry's own default budget
+            return SessionRegistry(tracker, max_sessions=self._max_sessions)
+        return SessionRegistry(
+            tracker, max_sessions=self._max_sessions, max_objects=self._max_objects
+        )
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until loading finished (either way); False on timeout."""
@@ -108,9 +135,17 @@ class ModelEngine:
 
     def session_bytes(self) -> dict[str, int]:
         """Approximate bytes held per open session, by video_identifier (never blocks on one)."""
+        return {name: stats.bytes_held for name, stats in self.session_stats().items()}
+
+    def session_stats(self) -> dict[str, SessionStats]:
+        """``SessionStats`` per open session, by video_identifier (never blocks on one)."""
         if self._registry is None:
             return {}
-        return {name: stats.bytes_held for name, stats in self._registry.all_stats().items()}
+        return self._registry.all_stats()
+
+    def set_stream_budget(self, video_identifier: str, max_objects: int | None) -> None:
+        """A stream's own object budget (None: the server's default) until it is cleared."""
+        self.registry.set_max_objects(video_identifier, max_objects)
 
     def close(self, timeout: float = IDLE_WAIT_S) -> None:
         """After every pipeline was terminated: wait for the model to be idle, free all sessions."""

@@ -35,7 +35,7 @@ from pipeline.service.api_errors import (
     StreamNotFoundError,
 )
 from pipeline.service.engine import ModelEngine
-from pipeline.service.metrics import ServiceMetrics, StreamSnapshot
+from pipeline.service.metrics import ServiceMetrics, SessionSnapshot, StreamSnapshot
 from pipeline.service.models import ConfiguredStream, StreamInfo, StreamPatch, StreamSpec
 from pipeline.service.outputs import StreamOutputs
 from pipeline.service.payloads import jsonable
@@ -44,6 +44,7 @@ from pipeline.service.sse import DEFAULT_MAX_EVENTS, EventHub
 from pipeline.service.store import StoredStream, StreamStore
 from pipeline.service.webrtc import IceSettings, WebRTCPublisher
 from sinks import Sink, SinkSpecError, parse_sink_spec
+from tracker import SessionStats
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +164,7 @@ class StreamManager:
             sinks=spec.sinks,
             video_identifier=stream.video_identifier,
             source_options=spec.source_options.as_kwargs() if spec.source_options else {},
+            max_objects=spec.max_objects,
             origin=stream.origin,
             paused=stream.paused,
             created_at=stream.created_at,
@@ -171,6 +173,7 @@ class StreamManager:
 
     def snapshots(self) -> Sequence[StreamSnapshot]:
         """What ``/metrics`` reads about every stream."""
+        sessions = self.engine.session_stats()
         return [
             StreamSnapshot(
                 stream_id=stream.id,
@@ -178,6 +181,7 @@ class StreamManager:
                 sse_clients=stream.events.subscriber_count,
                 sse_dropped=stream.events.dropped,
                 webrtc_viewers=stream.webrtc.viewers,
+                session=_session_snapshot(sessions.get(stream.video_identifier)),
             )
             for stream in self.streams()
         ]
@@ -251,6 +255,32 @@ class StreamManager:
         created_at: datetime,
         paused: bool,
     ) -> ManagedStream:
+        """Launch the stream under its own object budget, set before its first frame."""
+        # None clears whatever an earlier stream of this video_identifier left: the server's.
+        self.engine.set_stream_budget(video_identifier, spec.max_objects)
+        try:
+            return self._launch(
+                stream_id,
+                spec,
+                origin=origin,
+                video_identifier=video_identifier,
+                created_at=created_at,
+                paused=paused,
+            )
+        except BaseException:
+            self.engine.set_stream_budget(video_identifier, None)  # not started: leave no trace
+            raise
+
+    def _launch(
+        self,
+        stream_id: str,
+        spec: StreamSpec,
+        *,
+        origin: Origin,
+        video_identifier: str,
+        created_at: datetime,
+        paused: bool,
+    ) -> ManagedStream:
         user_sinks = _build_sinks(spec.sinks)
         events = EventHub(self.event_buffer)
         webrtc = WebRTCPublisher(stream_id, self._relay, self.ice)
@@ -309,7 +339,11 @@ class StreamManager:
         )
 
     def update(self, stream_id: str, patch: StreamPatch) -> StreamInfo:
-        """Change classes and/or threshold; a class change reseeds, tracker ids continue."""
+        """Change classes and/or threshold from the next frame on, without reseeding.
+
+        A class change edits the running tracker session: added classes are detected, removed
+        classes' tracks end, every other track keeps its tracker id.
+        """
         stream = self.get(stream_id)
         with stream.lock:
             setters: dict[str, Callable[[Any], None]] = {
@@ -385,6 +419,13 @@ class StreamManager:
                 registry.close(stream.video_identifier)
             else:
                 logger.warning("stream %s: its last frame is still inside the model", stream.id)
+            with self._lock:  # a stream created meanwhile under this identifier keeps its own
+                reused = any(
+                    other.video_identifier == stream.video_identifier
+                    for other in self._streams.values()
+                )
+            if not reused:
+                self.engine.set_stream_budget(stream.video_identifier, None)
 
     # ---- boot and shutdown ---------------------------------------------------------------
 
@@ -476,6 +517,17 @@ def _status_forwarder(stream_id: str, events: EventHub) -> StatusUpdateHandler:
         events.publish_status(jsonable(payload))
 
     return forward
+
+
+def _session_snapshot(stats: SessionStats | None) -> SessionSnapshot | None:
+    """What ``/metrics`` shows of a stream's tracker session; None before its first frame."""
+    if stats is None:
+        return None
+    return SessionSnapshot(
+        objects_live=stats.objects_live,
+        tentative_tracks=stats.tentative_tracks,
+        evictions=dict(stats.evictions),
+    )
 
 
 def _request_field(error: ConfigError, source_options: Mapping[str, Any]) -> str:

@@ -1,11 +1,12 @@
 """``GET /metrics``: Prometheus text for every stream, the model's sessions and the live clients.
 
 Counters and gauges are read at scrape time from what already counts them (each pipeline's
-``status()``, the registry's ``SessionStats``, the event hubs), so nothing is counted twice and a
-deleted stream simply disappears from the next scrape. The one thing observed per frame is the
-frame-age histogram: wall clock at dispatch minus the frame's grab time, for live sources (a file's
-timestamps are PTS-derived, not a grab time). Each app has its own ``CollectorRegistry``, so several
-apps in one process (tests) do not collide.
+``status()``; the registry's ``SessionStats``: bytes held, tracks live and tentative, evictions by
+reason; the event hubs), so nothing is counted twice and a deleted stream simply disappears from
+the next scrape. The one thing observed per frame is the frame-age histogram: wall clock at
+dispatch minus the frame's grab time, for live sources (a file's timestamps are PTS-derived, not a
+grab time). Each app has its own ``CollectorRegistry``, so several apps in one process (tests) do
+not collide.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
@@ -50,6 +51,23 @@ _SOURCE_COUNTERS: dict[str, tuple[str, Callable[[SourceStatus], int]]] = {
 
 
 @dataclass(frozen=True)
+class SessionSnapshot:
+    """What the metrics read of a stream's tracker session (its ``SessionStats``).
+
+    Attributes:
+        objects_live: tracks the session holds now (never above the stream's budget).
+        tentative_tracks: tracks not confirmed by the detector yet (no ``tracker_id``).
+        evictions: tracks removed since the session opened, by reason (``lost``,
+            ``unmatched``, ``duplicate``, ``budget``); a new session starts again from 0, which
+            Prometheus' ``rate()`` reads as a counter reset.
+    """
+
+    objects_live: int
+    tentative_tracks: int
+    evictions: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class StreamSnapshot:
     """What the metrics read about one stream at scrape time.
 
@@ -57,6 +75,7 @@ class StreamSnapshot:
         sources: the ``sources`` of the pipeline's ``status()``.
         sse_clients / sse_dropped: connected event clients and the events dropped for them.
         webrtc_viewers: open peer connections.
+        session: the stream's tracker session; None before its first frame.
     """
 
     stream_id: str
@@ -64,6 +83,7 @@ class StreamSnapshot:
     sse_clients: int = 0
     sse_dropped: int = 0
     webrtc_viewers: int = 0
+    session: SessionSnapshot | None = None
 
 
 def latency_quantiles(source: SourceStatus) -> Iterator[tuple[str, str, float]]:
@@ -72,6 +92,37 @@ def latency_quantiles(source: SourceStatus) -> Iterator[tuple[str, str, float]]:
         for quantile, seconds in (("0.5", summary.p50), ("0.95", summary.p95)):
             if seconds is not None and math.isfinite(seconds):
                 yield stage, quantile, seconds
+
+
+class _ObjectFamilies:
+    """Per stream: tracks live, tentative tracks, and evictions by reason."""
+
+    def __init__(self) -> None:
+        self.live = GaugeMetricFamily(
+            f"{PREFIX}_objects_live",
+            "Tracks the stream's tracker session holds (at most its max_objects).",
+            labels=["stream"],
+        )
+        self.tentative = GaugeMetricFamily(
+            f"{PREFIX}_tentative_tracks",
+            "Tracks not confirmed by the detector yet: no tracker_id, not sent to sinks.",
+            labels=["stream"],
+        )
+        self.evicted = CounterMetricFamily(
+            f"{PREFIX}_objects_evicted",
+            "Tracks removed by the tracker's rules, by reason "
+            "(lost, unmatched, duplicate, budget).",
+            labels=["stream", "reason"],
+        )
+
+    def add(self, stream: str, session: SessionSnapshot) -> None:
+        self.live.add_metric([stream], session.objects_live)
+        self.tentative.add_metric([stream], session.tentative_tracks)
+        for reason, count in sorted(session.evictions.items()):
+            self.evicted.add_metric([stream, reason], count)
+
+    def families(self) -> tuple[Metric, ...]:
+        return (self.live, self.tentative, self.evicted)
 
 
 class _ServiceCollector(Collector):
@@ -115,6 +166,7 @@ class _ServiceCollector(Collector):
         viewers = GaugeMetricFamily(
             f"{PREFIX}_webrtc_viewers", "Open WebRTC peer connections.", labels=["stream"]
         )
+        objects = _ObjectFamilies()
         for snapshot in snapshots:
             stream = snapshot.stream_id
             totals = dict.fromkeys(_SOURCE_COUNTERS, 0.0)
@@ -132,11 +184,14 @@ class _ServiceCollector(Collector):
             sse_clients.add_metric([stream], snapshot.sse_clients)
             sse_dropped.add_metric([stream], snapshot.sse_dropped)
             viewers.add_metric([stream], snapshot.webrtc_viewers)
+            if snapshot.session is not None:
+                objects.add(stream, snapshot.session)
         streams = GaugeMetricFamily(f"{PREFIX}_streams", "Streams managed by the server.")
         streams.add_metric([], len(snapshots))
         yield streams
         yield from counters.values()
         yield from (epoch, state, latency, sse_clients, sse_dropped, viewers)
+        yield from objects.families()
         yield from self._session_metrics()
 
     def _session_metrics(self) -> Iterator[Metric]:

@@ -18,6 +18,9 @@ from pipeline.redact import redact
 STREAM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 """Stream ids and video identifiers: safe in URLs, file names and Prometheus labels."""
 
+MAX_OBJECTS_LIMIT = 10_000
+"""The largest per-stream budget accepted: the port's own ``max_num_objects`` default."""
+
 ClassName = Annotated[str, Field(min_length=1, max_length=200)]
 
 
@@ -80,6 +83,8 @@ class StreamSpec(BaseModel):
             ``video:PATH``, ``webhook:URL``, ``udp:HOST:PORT``); ``screen`` is refused on a server.
         video_identifier: the tracker session name; defaults to the stream id.
         source_options: source tuning (see ``SourceOptionsBody``).
+        max_objects: live tracks at most in this stream (>= 1): when a new object needs room the
+            stalest track is evicted. Absent: the server's budget (``serve --max-objects``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -95,6 +100,7 @@ class StreamSpec(BaseModel):
     )
     video_identifier: str | None = Field(default=None, pattern=STREAM_ID_PATTERN)
     source_options: SourceOptionsBody | None = None
+    max_objects: int | None = Field(default=None, ge=1, le=MAX_OBJECTS_LIMIT)
 
     _normalise_classes = field_validator("classes", mode="before")(normalise_classes)
 
@@ -115,8 +121,9 @@ class ConfiguredStream(StreamSpec):
 class StreamPatch(BaseModel):
     """``PATCH /streams/{id}``: change what a running stream looks for.
 
-    A class change reseeds the tracker on the next frame (DESIGN.md); tracker ids continue above
-    every id the stream emitted before.
+    A class change applies to the running tracker session from the next frame on: a removed
+    class's tracks end, every other track keeps its tracker id, an added class's tracks get new ids
+    above every id the stream emitted before.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -137,6 +144,7 @@ class StreamInfo(BaseModel):
     """One stream as the API shows it: its definition (credentials redacted) and live status.
 
     Attributes:
+        max_objects: the stream's own object budget; null: the server's.
         status: the pipeline's ``status()`` (per source: state, epoch, fps, frame counters,
             reconnects, latency percentiles), credentials redacted.
     """
@@ -149,6 +157,7 @@ class StreamInfo(BaseModel):
     sinks: list[str]
     video_identifier: str
     source_options: dict[str, Any]
+    max_objects: int | None
     origin: Literal["api", "config"]
     paused: bool
     created_at: datetime

@@ -37,7 +37,7 @@ def get_stream(stream_id: str, manager: ManagerDep) -> StreamInfo:
 
 @router.patch("/streams/{stream_id}", response_model=StreamInfo, responses=STREAM_ERRORS)
 def patch_stream(stream_id: str, patch: StreamPatch, manager: ManagerDep) -> StreamInfo:
-    """Change classes and/or threshold; a class change reseeds, tracker ids continue."""
+    """Change classes and/or threshold; other classes' tracks keep their ids (no reseed)."""
     return manager.update(stream_id, patch)
 
 
