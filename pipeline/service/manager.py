@@ -39,10 +39,10 @@ from pipeline.service.metrics import ServiceMetrics, SessionSnapshot, StreamSnap
 from pipeline.service.models import ConfiguredStream, StreamInfo, StreamPatch, StreamSpec
 from pipeline.service.outputs import StreamOutputs
 from pipeline.service.payloads import jsonable
-from pipeline.service.settings import DEFAULT_MAX_STREAMS
-from pipeline.service.sse import DEFAULT_MAX_EVENTS, EventHub
+from pipeline.service.settings import DEFAULT_MAX_EVENTS, DEFAULT_MAX_STREAMS, IceSettings
+from pipeline.service.sse import EventHub
 from pipeline.service.store import StoredStream, StreamStore
-from pipeline.service.webrtc import IceSettings, WebRTCPublisher
+from pipeline.service.webrtc import WebRTCPublisher
 from sinks import Sink, SinkSpecError, parse_sink_spec
 from tracker import SessionStats
 
@@ -259,28 +259,29 @@ class StreamManager:
         # None clears whatever an earlier stream of this video_identifier left: the server's.
         self.engine.set_stream_budget(video_identifier, spec.max_objects)
         try:
-            return self._launch(
-                stream_id,
-                spec,
-                origin=origin,
-                video_identifier=video_identifier,
-                created_at=created_at,
-                paused=paused,
+            pipeline, outputs, events, webrtc = self._launch(
+                stream_id, spec, video_identifier=video_identifier, paused=paused
             )
         except BaseException:
             self.engine.set_stream_budget(video_identifier, None)  # not started: leave no trace
             raise
+        return ManagedStream(
+            id=stream_id,
+            spec=spec,
+            origin=origin,
+            created_at=created_at,
+            video_identifier=video_identifier,
+            pipeline=pipeline,
+            outputs=outputs,
+            events=events,
+            webrtc=webrtc,
+            paused=paused,
+        )
 
     def _launch(
-        self,
-        stream_id: str,
-        spec: StreamSpec,
-        *,
-        origin: Origin,
-        video_identifier: str,
-        created_at: datetime,
-        paused: bool,
-    ) -> ManagedStream:
+        self, stream_id: str, spec: StreamSpec, *, video_identifier: str, paused: bool
+    ) -> tuple[ManagedPipeline, StreamOutputs, EventHub, WebRTCPublisher]:
+        """Build the stream's outputs and pipeline and start it; nothing is left on failure."""
         user_sinks = _build_sinks(spec.sinks)
         events = EventHub(self.event_buffer)
         webrtc = WebRTCPublisher(stream_id, self._relay, self.ice)
@@ -325,18 +326,7 @@ class StreamManager:
             pipeline.terminate()
             outputs.close()
             raise
-        return ManagedStream(
-            id=stream_id,
-            spec=spec,
-            origin=origin,
-            created_at=created_at,
-            video_identifier=video_identifier,
-            pipeline=pipeline,
-            outputs=outputs,
-            events=events,
-            webrtc=webrtc,
-            paused=paused,
-        )
+        return pipeline, outputs, events, webrtc
 
     def update(self, stream_id: str, patch: StreamPatch) -> StreamInfo:
         """Change classes and/or threshold from the next frame on, without reseeding.
