@@ -40,20 +40,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _choose_model(
     requested: str | None, output_dir: pathlib.Path
-) -> tuple[str, bool, dict[str, Any]]:
-    """(model, is_tiny, config overrides)."""
+) -> tuple[str, bool, int | None]:
+    """(model, is_tiny, object budget: None for the tracker's default)."""
     from tracker import build_tiny_model, is_tiny_model
     from tracker.weights import REAL_MODEL, real_weights_available
 
     if requested:
-        return requested, is_tiny_model(requested), {}
+        return requested, is_tiny_model(requested), None
     if real_weights_available(REAL_MODEL):
-        return REAL_MODEL, False, {}
+        return REAL_MODEL, False, None
     tiny = output_dir / "tiny-sam3"
     if not is_tiny_model(tiny):
         build_tiny_model(tiny)
     # Few objects keep the random model quick on a laptop CPU.
-    return str(tiny), True, {"max_num_objects": 3}
+    return str(tiny), True, 3
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -64,7 +64,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--frames must be at least 1, got {args.frames}")
     output_dir = pathlib.Path(args.output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
-    model, is_tiny, overrides = _choose_model(args.model, output_dir)
+    model, is_tiny, max_objects = _choose_model(args.model, output_dir)
     if is_tiny:
         print(BANNER, file=sys.stderr)
     clip = write_sample_clip(output_dir / "sample.mp4", frames=args.frames)
@@ -79,7 +79,7 @@ def _run(args: argparse.Namespace) -> int:
         threshold=0.0 if is_tiny else 0.5,
         video_path=video_path,
         jsonl_path=jsonl_path,
-        config_overrides=overrides,
+        max_objects=max_objects,
     )
     print(f"processed {frames} frames, {detections} detections with {model}")
     print(f"annotated video: {video_path}")
@@ -98,14 +98,14 @@ def _run_demo(
     threshold: float,
     video_path: pathlib.Path,
     jsonl_path: pathlib.Path,
-    config_overrides: dict[str, Any],
+    max_objects: int | None,
 ) -> tuple[int, int]:
     """Run ``clip`` through the pipeline; return (frames processed, detections emitted)."""
     import sinks
     from pipeline.loop.inference_pipeline import InferencePipeline
     from tracker import Sam3VideoTracker
 
-    tracker = Sam3VideoTracker.from_pretrained(model, device=device, **config_overrides)
+    tracker = Sam3VideoTracker.from_pretrained(model, device=device)
     video_sink = sinks.VideoFileSink.init(str(video_path))
     jsonl_sink = sinks.JsonlSink(jsonl_path)
     counts = {"frames": 0, "detections": 0}
@@ -121,6 +121,7 @@ def _run_demo(
         on_prediction=fan_out,
         threshold=threshold,
         tracker=tracker,
+        max_objects=max_objects,
         show_progress=True,
     )
     try:
