@@ -1,6 +1,10 @@
 # sam3-stream service on a CUDA PyTorch runtime. Build: docker build -t sam3-stream .
-# Run:  docker run --gpus all -p 9001:9001 -v hf-cache:/home/sam3/.cache/huggingface \
-#         -e HF_TOKEN=... sam3-stream
+# Run:  docker run --gpus all -p 127.0.0.1:9001:9001 -v hf-cache:/home/sam3/.cache/huggingface \
+#         -e HF_TOKEN=... -e SAM3_STREAM_API_KEY=... sam3-stream
+# The server listens on 0.0.0.0 inside the container, so it needs an API key: without
+# SAM3_STREAM_API_KEY it exits 2 at start. `docker run ... sam3-stream --insecure-no-auth` serves
+# without one (anyone who reaches the port can use it); Host names other than IP addresses and
+# localhost need `--allowed-hosts NAME` (DNS rebinding), e.g. behind a proxy.
 FROM pytorch/pytorch:2.9.1-cuda12.8-cudnn9-runtime
 
 ENV DEBIAN_FRONTEND=noninteractive \

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from sinks.base import Sink
 from sinks.errors import SinkConfigError, SinkSpecError
+from sinks.webhook import check_webhook_url
 
 logger = logging.getLogger(__name__)
 
@@ -43,13 +44,11 @@ def parse_sink_spec(spec: str) -> Sink:
         if kind == "video" and argument:
             from sinks.video_file import VideoFileSink
 
-            _check_directory(spec, argument)
-            return VideoFileSink.init(argument)
+            return VideoFileSink.init(_checked_path(spec, argument))
         if kind == "jsonl" and argument:
             from sinks.jsonl import JsonlSink
 
-            _check_directory(spec, argument)
-            return JsonlSink(argument)
+            return JsonlSink(_checked_path(spec, argument))
         if kind == "webhook" and argument:
             from sinks.webhook import WebhookSink
 
@@ -69,12 +68,15 @@ def parse_sink_spec(spec: str) -> Sink:
     raise SinkSpecError(f"bad sink spec {spec!r}: expected one of {', '.join(SINK_SPEC_FORMS)}")
 
 
-def _check_directory(spec: str, path: str) -> None:
-    directory = Path(path).expanduser().parent
+def _checked_path(spec: str, argument: str) -> Path:
+    """The file ``argument`` names, ``~`` expanded once, here: what is checked is what is opened."""
+    path = Path(argument).expanduser()
+    directory = path.parent
     if not directory.is_dir():
         raise SinkSpecError(
             f"bad sink spec {spec!r}: directory {str(directory)!r} does not exist; create it first"
         )
+    return path
 
 
 def _check_url(spec: str, url: str) -> None:
@@ -83,6 +85,11 @@ def _check_url(spec: str, url: str) -> None:
         raise SinkSpecError(
             f"bad sink spec {spec!r}: expected webhook:http://HOST[:PORT]/PATH or webhook:https://..."
         )
+    try:
+        check_webhook_url(url)
+    except SinkConfigError as error:
+        # The spec is not repeated: its user name or password is what could not be parsed.
+        raise SinkSpecError(f"bad webhook sink spec: {error}") from None
 
 
 def _host_port(spec: str, argument: str) -> tuple[str, int]:

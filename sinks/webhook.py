@@ -30,14 +30,45 @@ ABANDON_GRACE_S = 1.0
 """How long ``close`` waits for a request in flight once the drain timeout has passed."""
 
 
-def _redacted(url: str) -> str:
-    """The URL without user:password or query string, which often carry secrets, for logs."""
+def check_webhook_url(url: str) -> None:
+    """Refuse a URL whose host is not plain to see; the message never repeats the URL.
+
+    An ``@`` after the host (``http://user:pa/ss@host/``: is ``pa/ss`` a password or a path?) makes
+    the URL ambiguous: an HTTP client would post to ``user``, and a name built from it would show
+    the password. Percent-encoding the ``@`` (``%40``) removes the doubt.
+
+    Raises:
+        SinkConfigError: not ``http://`` or ``https://``, no host, a bad port, or an ``@`` after
+            the host.
+    """
+    if not url.startswith(("http://", "https://")):
+        raise SinkConfigError("a webhook URL must start with http:// or https://")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        parts = None
+    if parts is None or not parts.hostname or "@" in parts.path + parts.query + parts.fragment:
+        raise SinkConfigError(
+            "a webhook URL needs a host and a numeric port, and every '/', '?', '#', '@' or space "
+            "in its user name or password percent-encoded (%2F, %3F, %23, %40, %20)"
+        )
+
+
+def webhook_display_url(url: str) -> str:
+    """The URL as logs and status may show it: scheme, host and port; the rest is ``***``.
+
+    User names, passwords, paths and query strings of webhooks are secrets (Slack, Discord and
+    most chat hooks put the token in the path). ``pipeline.redact`` hides the same parts of a
+    ``webhook:URL`` spec in free text. ``url`` has passed ``check_webhook_url``.
+    """
     parts = urlsplit(url)
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
     netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    hidden = parts.path not in ("", "/") or parts.query or parts.fragment
+    return urlunsplit((parts.scheme, netloc, "/***" if hidden else parts.path, "", ""))
 
 
 @dataclass(frozen=True)
@@ -106,11 +137,11 @@ class WebhookSink(Sink):
         max_backoff_s: float = 30.0,
         drain_timeout_s: float = 10.0,
     ) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise SinkConfigError(f"webhook URL {url!r} must start with http:// or https://")
+        check_webhook_url(url)
         if batch_frames < 1 or max_queue < 1:
             raise SinkConfigError("webhook batch_frames and max_queue must be at least 1")
-        super().__init__(f"webhook:{_redacted(url)}")
+        self._shown_url = webhook_display_url(url)
+        super().__init__(f"webhook:{self._shown_url}")
         self.url = url
         self.batch_frames = batch_frames
         self.max_queue = max_queue
@@ -210,8 +241,8 @@ class WebhookSink(Sink):
             permanent = False
             try:
                 response = self._client.post(self.url, content=body)
-            except httpx.HTTPError as error:
-                problem = f"{type(error).__name__}: {error}"
+            except httpx.HTTPError as error:  # its message may quote the URL: show our name's
+                problem = f"{type(error).__name__}: {error}".replace(self.url, self._shown_url)
             else:
                 if response.is_success:
                     self.stats.add(frames_written=len(batch))

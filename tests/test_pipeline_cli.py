@@ -258,3 +258,80 @@ def test_bench_session_refuses_a_budget_below_one_in_one_line(
     assert main(arguments) == 2
     err = capsys.readouterr().err
     assert err.strip() == "sam3-stream: error: --max-objects must be at least 1, got 0"
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line_and_exit_2_for_run_and_serve(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"classes: [caf\xe9]\n")
+    for verb in ("run", "serve"):
+        assert main([verb, "--config", str(path)]) == 2
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.startswith("sam3-stream: error:")]
+        assert len(lines) == 1 and "latin1.yaml: not UTF-8 text (byte 0xe9" in lines[0], err
+        assert "Traceback" not in err
+
+
+@pytest.fixture
+def no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This machine as one without CUDA or MPS, whatever the test host has."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--device", "tpu"], "device must be auto, cpu, mps, cuda or cuda:N, got 'tpu'"),
+        (["--device", "cuda"], "device cuda is not available on this machine: CUDA"),
+        (["--device", "cuda:0"], "device cuda:0 is not available on this machine: CUDA"),
+        (["--device", "mps"], "device mps is not available on this machine: Apple MPS"),
+        (["--output-dir", "{file}"], "cannot create it: File exists"),
+        (["--output-dir", "{file}/sub"], "cannot create it: Not a directory"),
+    ],
+)
+def test_the_demo_refuses_a_bad_device_or_output_dir_in_one_line_before_any_work(
+    tmp_path: Path,
+    flags: list[str],
+    message: str,
+    no_gpu: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    output = str(tmp_path / "out")
+    arguments = ["demo", "--output-dir", output, *[f.format(file=a_file) for f in flags]]
+    assert main(arguments) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("sam3-stream: error:")]
+    assert len(lines) == 1 and message in lines[0], err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_run_on_a_missing_gpu_names_the_device_in_one_line(
+    clip: Path, no_gpu: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--source", str(clip), "--classes", "p", "--device", "cuda:1"]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("sam3-stream: error:")]
+    assert len(lines) == 1 and "device cuda:1 is not available on this machine" in lines[0], err
+
+
+@pytest.mark.parametrize("option", ["trust_remote_code", "output_loading_info"])
+def test_a_config_s_model_options_reach_the_loader_only_as_sam3_video_config_fields(
+    clip: Path, tmp_path: Path, option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        yaml.safe_dump({"sources": [str(clip)], "classes": ["p"], "model_options": {option: True}})
+    )
+    assert main(["run", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("sam3-stream: error:")]
+    assert len(lines) == 1 and f"{option} are not Sam3VideoConfig fields" in lines[0], err
+    assert "Traceback" not in err

@@ -253,3 +253,46 @@ def test_max_objects_with_a_registry_that_has_no_budget_is_refused(tmp_path: Pat
             str(clip), "person", lambda *_: None, registry=StandInModel(), max_objects=4
         )
     assert caught.value.field == "max_objects"
+
+
+LIBRARY_MISUSE = [
+    ({"video_identifiers": 5}, "video_identifiers", "video_identifiers must be a list"),
+    ({"video_identifiers": [3]}, "video_identifiers", "video_identifiers must be a list"),
+    ({"stall_timeout_s": "x"}, "stall_timeout_s", "stall_timeout_s must be a number, got 'x'"),
+    ({"registry": 5}, "registry", "registry must be a tracker.SessionRegistry"),
+    ({"tracker": "x"}, "tracker", "tracker must be a tracker.Sam3VideoTracker"),
+    ({"av_options": 5}, "av_options", "av_options must be a mapping"),
+    ({"av_options": {"rtsp_flags": 1}}, "av_options", "av_options must be a mapping"),
+    ({"realtime": "yes"}, "realtime", "realtime must be True or False, got 'yes'"),
+    ({"file_buffer_frames": 2.5}, "file_buffer_frames", "file_buffer_frames must be an integer"),
+    ({"max_reconnect_attempts": "3"}, "max_reconnect_attempts", "an integer or None"),
+    (
+        {"model_options": {"trust_remote_code": True}},
+        "model_options",
+        "trust_remote_code are not Sam3VideoConfig fields",
+    ),
+    ({"model_options": {"output_loading_info": True}}, "model_options", "output_loading_info"),
+    ({"model_options": 5}, "model_options", "must be a mapping of Sam3VideoConfig fields"),
+]
+
+
+@pytest.mark.parametrize(("keywords", "field", "message"), LIBRARY_MISUSE)
+def test_a_wrong_type_is_refused_at_construction_naming_the_argument(
+    keywords: dict, field: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message) as raised:
+        PipelineOptions.from_keywords("clip.mp4", "person", print, **keywords)
+    assert raised.value.field == field
+    with pytest.raises(ConfigError, match=message):  # init: before anything is opened
+        InferencePipeline.init("clip.mp4", "person", print, **keywords)
+
+
+def test_model_options_that_are_sam3_video_config_fields_pass_through() -> None:
+    options = PipelineOptions.from_keywords(
+        "clip.mp4", "person", print, model_options={"new_det_thresh": 0.6, "max_num_objects": 4}
+    )
+    assert options.model_options == {"new_det_thresh": 0.6, "max_num_objects": 4}
+    identifiers = PipelineOptions.from_keywords(
+        ["a.mp4", "b.mp4"], "person", print, video_identifiers=["cam", None]
+    ).video_identifiers
+    assert identifiers == ("cam", None)

@@ -344,3 +344,72 @@ def test_wait_idle_waits_for_the_frame_still_inside_the_model():
     assert registry.wait_idle(5, "cam") and registry.wait_idle(5)
     worker.join(5)
     assert registry.all_stats()["cam"].bytes_held == 1000
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({"video_identifier": None}, "video_identifier must be a non-empty string, got None"),
+        ({"video_identifier": ""}, "video_identifier must be a non-empty string"),
+        ({"frame_id": "x"}, "frame_id must be an integer, got 'x'"),
+        ({"frame_id": 1.5}, "frame_id must be an integer"),
+        ({"frame_id": True}, "frame_id must be an integer"),
+        ({"epoch": "0"}, "epoch must be an integer"),
+    ],
+)
+def test_process_refuses_bad_frame_keys_by_name_before_the_model(keys, message):
+    stand_in = ScriptedTracker(lambda n: ["a"])
+    registry = SessionRegistry(stand_in)
+    frame = np.zeros((8, 8, 3), dtype=np.uint8)
+    arguments = {"video_identifier": "v", "frame_id": 0, "class_names": "a", **keys}
+    with pytest.raises(ValueError, match=message):
+        registry.process(frame, **arguments)
+    assert stand_in.received == []  # refused before the model saw the frame
+    registry.process(frame, video_identifier="v", frame_id=np.int64(0), class_names="a")
+    assert len(stand_in.received) == 1  # a numpy integer frame id is an integer
+
+
+@pytest.mark.parametrize("overrides", [{"trust_remote_code": True}, {"output_loading_info": True}])
+def test_from_pretrained_passes_only_sam3_video_config_fields_to_the_loader(tmp_path, overrides):
+    from tracker import Sam3VideoTracker
+
+    name = next(iter(overrides))
+    with pytest.raises(ValueError, match=f"{name} are not Sam3VideoConfig fields"):
+        # Refused before any file is read: this directory does not even exist.
+        Sam3VideoTracker.from_pretrained(str(tmp_path / "nowhere"), device="cpu", **overrides)
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("cuda", "device cuda is not available on this machine: CUDA is not available"),
+        ("cuda:0", "device cuda:0 is not available on this machine: CUDA is not available"),
+        ("mps", "device mps is not available on this machine: Apple MPS is not available"),
+        ("tpu", "device 'tpu' is not a device name"),
+    ],
+)
+def test_a_device_this_machine_lacks_is_named_before_loading(
+    tmp_path, monkeypatch, device, message
+):
+    import torch
+
+    from tracker import ModelLoadError, Sam3VideoTracker
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ModelLoadError, match=message):
+        Sam3VideoTracker.from_pretrained(str(tmp_path / "nowhere"), device=device)
+
+
+def test_a_cuda_index_beyond_the_machine_s_gpus_is_named(monkeypatch):
+    import torch
+
+    from tracker import ModelLoadError
+    from tracker.model import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(ModelLoadError, match=r"cuda:2 .*CUDA has 2 device\(s\)"):
+        resolve_device("cuda:2")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import islice
 
 import numpy as np
 
@@ -35,23 +36,42 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
     )
 
 
+MAX_CLASS_NAMES = 64
+"""The most class names one call may give (duplicates and blanks count): concepts per stream."""
+
+
 def normalise_class_names(class_names: str | Iterable[str] | None) -> tuple[str, ...]:
     """Strip, drop empties and de-duplicate keeping order; accepts a list or "a, b, c".
 
+    The count is checked before any entry is looked at, and de-duplication is one pass over a
+    dict, so a huge list costs nothing but its refusal.
+
     Raises:
-        ValueError: when an entry is not a string.
+        ValueError: when there are more than ``MAX_CLASS_NAMES`` entries or an entry is not a
+            string (the entries are never quoted: they may be anything a client sent).
     """
     if class_names is None:
         return ()
-    items = class_names.split(",") if isinstance(class_names, str) else list(class_names)
+    if isinstance(class_names, str):
+        if class_names.count(",") >= MAX_CLASS_NAMES:
+            raise ValueError(_too_many_class_names())
+        items = class_names.split(",")
+    else:
+        items = list(islice(class_names, MAX_CLASS_NAMES + 1))
+        if len(items) > MAX_CLASS_NAMES:
+            raise ValueError(_too_many_class_names())
     seen: dict[str, None] = {}
     for item in items:
         if not isinstance(item, str):
-            raise ValueError(f"class names must be strings, got {item!r}")
+            raise ValueError(f"class names must be strings, got {type(item).__name__}")
         name = item.strip()
         if name:
             seen.setdefault(name, None)
     return tuple(seen)
+
+
+def _too_many_class_names() -> str:
+    return f"at most {MAX_CLASS_NAMES} class names are allowed, counting duplicates and blanks"
 
 
 def check_threshold(threshold: float) -> float:

@@ -29,6 +29,7 @@ from tracker.compile import compile_vision_encoder
 from tracker.errors import ModelLoadError
 from tracker.frame_matching import FrameMatching, read_frame_matching
 from tracker.hf_session import BoundedInferenceSession, new_bounded_session
+from tracker.model_config import check_config_overrides
 from tracker.postprocess import install_postprocessing
 from tracker.preprocess import TensorPreprocessor
 from tracker.stages import StageClock
@@ -78,10 +79,39 @@ class FrameResult:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``auto`` means CUDA when present, else CPU."""
+    """``auto`` means CUDA when present, else CPU; any other device must exist on this machine.
+
+    Checked here, before any weights are read, so ``--device cuda`` on a machine without CUDA
+    is one line naming the device, not a traceback from deep inside the first ``.to()``.
+
+    Raises:
+        ModelLoadError: not a device name torch knows, or a device this machine does not have.
+    """
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ModelLoadError(
+            f"device {device!r} is not a device name: use auto, cpu, mps, cuda or cuda:N"
+        ) from None
+    missing = _why_unavailable(resolved)
+    if missing:
+        raise ModelLoadError(f"device {device} is not available on this machine: {missing}")
+    return resolved
+
+
+def _why_unavailable(device: torch.device) -> str | None:
+    """What this machine lacks for ``device`` (None: it has it)."""
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            return "CUDA is not available (no GPU, or torch built without CUDA); use --device cpu"
+        if device.index is not None and device.index >= count:
+            return f"CUDA has {count} device(s), numbered from 0"
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        return "Apple MPS is not available; use --device cpu"
+    return None
 
 
 def resolve_autocast_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
@@ -218,14 +248,18 @@ class Sam3VideoTracker:
                 the processor, less overhead); False uses the processor.
             compile_vision: ``torch.compile`` the vision encoder with static shapes (CUDA only;
                 ignored with a warning elsewhere). The first frame of each batch size compiles.
-            **config_overrides: fields of ``Sam3VideoConfig`` (``max_num_objects``, thresholds...).
+            **config_overrides: fields of ``Sam3VideoConfig`` (``max_num_objects``, thresholds...);
+                nothing else reaches the loader (``tracker.model_config``).
 
         Raises:
-            ModelLoadError: weights missing or gated, with the steps that fix it.
+            ModelLoadError: weights missing or gated, with the steps that fix it; or ``device``
+                is not on this machine.
+            ValueError: a ``config_overrides`` name that is not a ``Sam3VideoConfig`` field.
         """
+        overrides = check_config_overrides(config_overrides)
         resolved_device = resolve_device(device)
         compute_dtype = resolve_autocast_dtype(dtype, resolved_device)
-        loaded, processor = _load(model, config_overrides)
+        loaded, processor = _load(model, overrides)
         install_postprocessing()
         loaded = loaded.to(resolved_device).eval()
         if compile_vision:

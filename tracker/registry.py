@@ -30,6 +30,19 @@ from tracker.tracker_ids import TrackerIds
 logger = logging.getLogger(__name__)
 
 
+def _check_frame_keys(video_identifier: Any, frame_id: Any, epoch: Any) -> None:
+    """The keys a session and its reseed rule compare: a name and two integers.
+
+    Checked before the frame reaches a session, so ``frame_id="x"`` fails here, by name, not as
+    a ``TypeError`` inside the reseed rule (or, worse, a session keyed on ``None``).
+    """
+    if not isinstance(video_identifier, str) or not video_identifier:
+        raise ValueError(f"video_identifier must be a non-empty string, got {video_identifier!r}")
+    for name, value in (("frame_id", frame_id), ("epoch", epoch)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+
+
 class SessionRegistry:
     """Streaming sessions keyed by ``video_identifier`` over one shared ``Sam3VideoTracker``.
 
@@ -120,10 +133,12 @@ class SessionRegistry:
         """Segment and track every instance of ``class_names`` in one BGR frame.
 
         Raises:
-            ValueError: bad image, class names or threshold (message names the problem).
+            ValueError: bad image, identifier, frame id, epoch, class names or threshold
+                (message names the argument).
             InferenceError: the model failed on this frame; the session was dropped and the next
                 frame starts a fresh one with ids above the old ones.
         """
+        _check_frame_keys(video_identifier, frame_id, epoch)
         names = normalise_class_names(class_names)
         threshold = check_threshold(threshold)
         rgb = to_rgb(image)

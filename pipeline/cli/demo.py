@@ -8,6 +8,7 @@ Writes a short clip of moving shapes, runs it through the pipeline with the real
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import sys
 from typing import Any
@@ -38,9 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run)
 
 
-def _choose_model(
-    requested: str | None, output_dir: pathlib.Path
-) -> tuple[str, bool, int | None]:
+def _choose_model(requested: str | None, output_dir: pathlib.Path) -> tuple[str, bool, int | None]:
     """(model, is_tiny, object budget: None for the tracker's default)."""
     from tracker import build_tiny_model, is_tiny_model
     from tracker.weights import REAL_MODEL, real_weights_available
@@ -62,8 +61,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.frames < 1:
         raise ConfigError(f"--frames must be at least 1, got {args.frames}")
-    output_dir = pathlib.Path(args.output_dir).resolve()
-    output_dir.mkdir(parents=True, exist_ok=True)
+    _check_device_here(args.device)
+    output_dir = _usable_output_dir(pathlib.Path(args.output_dir))
     model, is_tiny, max_objects = _choose_model(args.model, output_dir)
     if is_tiny:
         print(BANNER, file=sys.stderr)
@@ -87,6 +86,39 @@ def _run(args: argparse.Namespace) -> int:
     if is_tiny:
         print("(random weights: the masks above are meaningless)", file=sys.stderr)
     return 0
+
+
+def _check_device_here(device: str) -> None:
+    """A device name the pipeline takes, present on this machine: checked before any work.
+
+    Raises:
+        ConfigError: not a device name; ModelLoadError: this machine does not have it.
+    """
+    from pipeline.loop.options import check_device
+    from tracker.model import resolve_device
+
+    resolve_device(check_device(device))
+
+
+def _usable_output_dir(requested: pathlib.Path) -> pathlib.Path:
+    """``requested`` resolved and created, or one line saying why it cannot hold the outputs.
+
+    Raises:
+        ConfigError: it is a file, cannot be created, or cannot be written.
+    """
+    from pipeline.errors import ConfigError
+
+    output_dir = requested.expanduser().resolve()
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(
+            f"--output-dir {output_dir}: cannot create it: {error.strerror or error}",
+            field="output_dir",
+        ) from None
+    if not os.access(output_dir, os.W_OK | os.X_OK):
+        raise ConfigError(f"--output-dir {output_dir}: not writable", field="output_dir")
+    return output_dir
 
 
 def _run_demo(

@@ -6,13 +6,17 @@ names the real one. The model loads in the background (``/healthz`` answers mean
 cannot load, the server stops and the command exits 2 with the reason.
 
 The API key may come from ``--api-key`` or, better (other users can read command lines), from the
-``SAM3_STREAM_API_KEY`` environment variable.
+``SAM3_STREAM_API_KEY`` environment variable. Without a key the server listens on loopback only:
+a non-loopback address is refused (exit 2) unless ``--insecure-no-auth`` says the operator means
+it. ``Host`` names other than IP literals, ``localhost`` and ``--allowed-hosts`` are refused (DNS
+rebinding), and so are cross-site state changes (``pipeline.service.host_check``).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import logging
 import os
 import sys
@@ -50,6 +54,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--api-key",
         default=os.environ.get(API_KEY_ENV) or None,
         help=f"require this key on every endpoint but /healthz (default: ${API_KEY_ENV})",
+    )
+    parser.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="allow a non-loopback --host without an API key: anyone who reaches the port can "
+        "run streams, write files and send webhooks as the server user",
+    )
+    parser.add_argument(
+        "--allowed-hosts",
+        action="append",
+        default=[],
+        metavar="NAMES",
+        help="Host names the server answers to besides IP addresses and localhost, comma-"
+        "separated (cams.example.com,*.lan; '*': any); others get 400 (DNS rebinding)",
     )
     parser.add_argument(
         "--state-dir",
@@ -104,6 +122,40 @@ def _check(args: argparse.Namespace) -> None:
         raise ConfigError(f"--max-streams must be at least 1, got {args.max_streams}")
     if args.max_objects is not None and args.max_objects < 1:
         raise ConfigError(f"--max-objects must be at least 1, got {args.max_objects}")
+    allowed_hosts(args)
+
+
+def allowed_hosts(args: argparse.Namespace) -> tuple[str, ...]:
+    """``--allowed-hosts`` (repeatable, comma-separated) as one tuple, each entry checked."""
+    from pipeline.errors import ConfigError
+    from pipeline.service.host_check import check_allowed_host
+
+    entries = tuple(
+        entry.strip().lower() for value in args.allowed_hosts for entry in value.split(",")
+    )
+    for entry in entries:
+        problem = check_allowed_host(entry)
+        if problem is not None:
+            raise ConfigError(f"--allowed-hosts: {problem}", field="--allowed-hosts")
+    return entries
+
+
+def check_bind_needs_key(bound_address: str, args: argparse.Namespace) -> None:
+    """Refuse a non-loopback address without an API key unless ``--insecure-no-auth``.
+
+    The address checked is the one bound (a name like ``myhost`` resolves to an interface), so
+    ``localhost`` and ``127.0.0.2`` pass and ``0.0.0.0`` does not.
+    """
+    from pipeline.errors import ConfigError
+
+    if args.api_key or args.insecure_no_auth:
+        return
+    if not ipaddress.ip_address(bound_address.partition("%")[0]).is_loopback:
+        raise ConfigError(
+            f"refusing to listen on {args.host} without an API key: set ${API_KEY_ENV} (or "
+            "--api-key), or pass --insecure-no-auth to let anyone who reaches it use it",
+            field="--host",
+        )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -138,6 +190,7 @@ def _run(args: argparse.Namespace) -> int:
         ice=IceSettings(
             loopback_only=args.webrtc_ice == "loopback", ice_servers=tuple(args.ice_server)
         ),
+        allowed_hosts=allowed_hosts(args),
     )
     sock = bind_socket(args.host, args.port)
     host, port = sock.getsockname()[:2]
@@ -150,10 +203,11 @@ def _run(args: argparse.Namespace) -> int:
             server.stop()
 
     with contextlib.closing(sock):
+        check_bind_needs_key(host, args)
         app = create_app(settings, engine=engine, config=config, on_fatal=on_fatal)
         server = ServiceServer(app)
-        if args.api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
-            logger.warning("serving on %s without an API key: anyone reaching it can use it", host)
+        if not args.api_key and not ipaddress.ip_address(host.partition("%")[0]).is_loopback:
+            logger.warning("serving on %s without an API key (--insecure-no-auth)", host)
         print(f"sam3-stream serve: listening on http://{host}:{port}", flush=True)
         server.run(sockets=[sock])
     if fatal:

@@ -4,6 +4,7 @@
 YAML or a bad field reads the same whichever command the user ran, always on one line::
 
     cannot read config cam.yaml: No such file or directory
+    cam.yaml: not UTF-8 text (byte 0xff at offset 0); save the config as UTF-8
     cam.yaml: not valid YAML at line 3, column 9: expected ',' or ']', but got '<stream end>'
     cam.yaml: expected a mapping of fields, got list
     cam.yaml: source_options.stall_timeout_s: Input should be greater than 0
@@ -33,13 +34,18 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     """The raw mapping of a YAML config file, not validated yet (an empty file is ``{}``).
 
     Raises:
-        ConfigError: the file is missing, not YAML, or not a mapping; one line.
+        ConfigError: the file is missing, not UTF-8, not YAML, or not a mapping; one line.
     """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"cannot read config {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset "
+            f"{error.start}); save the config as UTF-8"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:

@@ -24,6 +24,10 @@ from tracker.inputs import check_threshold, normalise_class_names
 from tracker.weights import REAL_MODEL
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_TRACKER_METHODS = ("new_session", "step")
+"""What a session calls on its tracker first; an object without them fails at construction."""
+_REGISTRY_METHODS = ("process", "close")
+"""``FrameProcessor``: what the loop calls on a registry."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,7 +79,7 @@ class PipelineOptions:
         store(self, "class_names", check_class_names(self.class_names))
         store(self, "threshold", check_threshold_option(self.threshold))
         store(self, "max_fps", _check_max_fps(self.max_fps))
-        store(self, "device", _check_device(self.device))
+        store(self, "device", check_device(self.device))
         store(self, "on_prediction", _check_sinks(self.on_prediction))
         store(self, "status_update_handlers", _check_handlers(self.status_update_handlers))
         if not self.status_interval_s > 0:
@@ -84,6 +88,7 @@ class PipelineOptions:
                 field="status_interval_s",
             )
         store(self, "max_objects", check_max_objects(self.max_objects))
+        store(self, "video_identifiers", _check_identifiers(self.video_identifiers))
         if (
             self.tracker is not None
             and self.registry is not None
@@ -92,6 +97,11 @@ class PipelineOptions:
             raise ConfigError(
                 "give tracker= or registry=, not both (a registry has a tracker)", field="tracker"
             )
+        _check_has_methods(self.tracker, "tracker", _TRACKER_METHODS, "a tracker.Sam3VideoTracker")
+        _check_has_methods(
+            self.registry, "registry", _REGISTRY_METHODS, "a tracker.SessionRegistry"
+        )
+        store(self, "model_options", _check_model_options(self.model_options))
         if not isinstance(self.source_options, SourceOptions):
             store(self, "source_options", SourceOptions.from_kwargs(**self.source_options))
         store(self, "references", _as_references(self.references))
@@ -177,7 +187,46 @@ def _check_max_fps(max_fps: Any) -> float | None:
     return float(max_fps)
 
 
-def _check_device(device: Any) -> str:
+def _check_identifiers(identifiers: Any) -> tuple[str | None, ...] | None:
+    """None, or one name (or None: derived from the reference) per source, as a tuple."""
+    if identifiers is None:
+        return None
+    if isinstance(identifiers, list | tuple) and all(
+        name is None or isinstance(name, str) for name in identifiers
+    ):
+        return tuple(identifiers)
+    raise ConfigError(
+        "video_identifiers must be a list with one name (a string, or None to derive it from the "
+        f"reference) per source, got {identifiers!r}",
+        field="video_identifiers",
+    )
+
+
+def _check_has_methods(value: Any, name: str, methods: tuple[str, ...], example: str) -> None:
+    """``value`` is None or has every one of ``methods``, so a wrong object fails now, by name."""
+    if value is None:
+        return
+    missing = [method for method in methods if not callable(getattr(value, method, None))]
+    if missing:
+        raise ConfigError(
+            f"{name} must be {example} (with {', '.join(methods)}), got {value!r}", field=name
+        )
+
+
+def _check_model_options(model_options: Any) -> dict[str, Any] | None:
+    """None, or ``Sam3VideoConfig`` overrides: no other name may reach the model loader."""
+    if model_options is None:
+        return None
+    from tracker.model_config import check_config_overrides  # transformers: only when given
+
+    try:
+        return check_config_overrides(model_options)
+    except ValueError as error:
+        raise ConfigError(str(error), field="model_options") from None
+
+
+def check_device(device: Any) -> str:
+    """A device name the pipeline accepts (``auto``, ``cpu``, ``mps``, ``cuda``, ``cuda:N``)."""
     if not isinstance(device, str) or not _DEVICE.match(device):
         raise ConfigError(
             f"device must be auto, cpu, mps, cuda or cuda:N, got {device!r}", field="device"

@@ -2,6 +2,8 @@
 
 uvicorn's access log prints the query string, and ``?api_key=`` is how Roboflow clients send
 their key; ``ServiceServer`` turns it off and this middleware logs method, path, status and time.
+The path arrives percent-decoded (``%0a`` is a newline), so it is redacted and its control
+characters escaped: a client cannot forge a log line.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline.redact import redact
+from pipeline.service.log_text import printable
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +43,8 @@ class AccessLogMiddleware:
         finally:
             logger.info(
                 "%s %s -> %d (%.0f ms)",
-                scope["method"],
-                redact(scope["path"]),
+                printable(scope["method"]),
+                printable(redact(scope["path"])),
                 status,
                 (time.perf_counter() - started) * 1000,
             )

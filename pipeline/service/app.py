@@ -14,8 +14,10 @@ from fastapi import FastAPI
 from pipeline.config.serve_config import ServeConfig
 from pipeline.service.access_log import AccessLogMiddleware
 from pipeline.service.auth import ApiKeyMiddleware
+from pipeline.service.body_limit import BodySizeLimitMiddleware
 from pipeline.service.engine import ModelEngine
 from pipeline.service.error_responses import add_error_handlers
+from pipeline.service.host_check import HostCheckMiddleware
 from pipeline.service.manager import PipelineFactory, default_pipeline_factory
 from pipeline.service.routes import ROUTERS
 from pipeline.service.settings import ServiceSettings
@@ -64,5 +66,7 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+    app.add_middleware(BodySizeLimitMiddleware)  # before auth and parsing: 413 unread
+    app.add_middleware(HostCheckMiddleware, allowed_hosts=settings.allowed_hosts)  # rebinding, CSRF
     app.add_middleware(AccessLogMiddleware)
     return app

@@ -35,6 +35,7 @@ from pipeline.service.api_errors import (
     StreamNotFoundError,
 )
 from pipeline.service.engine import ModelEngine
+from pipeline.service.log_text import printable
 from pipeline.service.metrics import ServiceMetrics, SessionSnapshot, StreamSnapshot
 from pipeline.service.models import ConfiguredStream, StreamInfo, StreamPatch, StreamSpec
 from pipeline.service.outputs import StreamOutputs
@@ -227,7 +228,7 @@ class StreamManager:
             self.store.put(
                 StoredStream(id=stream_id, spec=spec, paused=paused, created_at=stream.created_at)
             )
-        logger.info("stream %s started: %s", stream_id, redact(spec.source))
+        logger.info("stream %s started: %s", stream_id, printable(redact(spec.source)))
         return self._info(stream)
 
     def _check_room(self, stream_id: str, video_identifier: str) -> None:
@@ -444,9 +445,11 @@ class StreamManager:
         try:
             self.create(spec, stream_id=stream_id, persist=False, **kwargs)
         except InvalidStreamError as error:
-            logger.error("stream %s not started: %s: %s", stream_id, error.field, error)
+            logger.error(
+                "stream %s not started: %s: %s", stream_id, error.field, printable(redact(error))
+            )
         except Exception as error:
-            logger.error("stream %s not started: %s", stream_id, redact(error))
+            logger.error("stream %s not started: %s", stream_id, printable(redact(error)))
 
     def end_event_streams(self) -> None:
         """End every SSE response now (shutdown): they never finish on their own."""

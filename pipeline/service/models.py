@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipeline.redact import redact
+from pipeline.service.log_text import has_control_characters
+from tracker.inputs import MAX_CLASS_NAMES
 
 STREAM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 """Stream ids and video identifiers: safe in URLs, file names and Prometheus labels."""
@@ -23,26 +25,51 @@ MAX_OBJECTS_LIMIT = 10_000
 
 ClassName = Annotated[str, Field(min_length=1, max_length=200)]
 
+TOO_MANY_CLASSES = (
+    f"at most {MAX_CLASS_NAMES} class names are allowed, counting duplicates and blanks"
+)
+CONTROL_CHARACTERS = "must not contain control characters (newline, tab, escape, NUL, ...)"
+
 
 def normalise_classes(value: Any) -> Any:
     """Accept a list or a comma-separated string (as the tracker does); strip, drop empty, dedupe.
 
     Normalised here as well as in the tracker so that what the API stores and reports is exactly
     the list the tracker uses, and an all-blank list is a 422 instead of a stream that never
-    detects anything.
+    detects anything. The count is checked before any entry is looked at (a 30,000-entry list is
+    refused at once), and de-duplication is one pass: this runs on the event loop.
     """
     if isinstance(value, str):
+        if value.count(",") >= MAX_CLASS_NAMES:
+            raise ValueError(TOO_MANY_CLASSES)
         value = value.split(",")
     if not isinstance(value, list):
         return value
+    if len(value) > MAX_CLASS_NAMES:
+        raise ValueError(TOO_MANY_CLASSES)
     names: list[Any] = []
+    seen: set[str] = set()
     for name in value:
         if isinstance(name, str):
             name = name.strip()
-            if not name or name in names:
+            if not name or name in seen:
                 continue
+            if has_control_characters(name):
+                raise ValueError(CONTROL_CHARACTERS)
+            seen.add(name)
         names.append(name)
     return names
+
+
+def refuse_control_characters(value: Any) -> Any:
+    """Refuse a string, or a list holding one, with a newline, escape, NUL or other control char.
+
+    No path or URL has one, and the text would reach log lines (where it could forge a line).
+    """
+    texts = value if isinstance(value, list) else [value]
+    if any(isinstance(text, str) and has_control_characters(text) for text in texts):
+        raise ValueError(CONTROL_CHARACTERS)
+    return value
 
 
 class SourceOptionsBody(BaseModel):
@@ -90,7 +117,7 @@ class StreamSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source: str = Field(min_length=1, max_length=4096, examples=["rtsp://127.0.0.1:8554/cam"])
-    classes: Annotated[list[ClassName], Field(min_length=1, max_length=64)] = Field(
+    classes: Annotated[list[ClassName], Field(min_length=1, max_length=MAX_CLASS_NAMES)] = Field(
         examples=[["person", "forklift"]]
     )
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)
@@ -103,13 +130,14 @@ class StreamSpec(BaseModel):
     max_objects: int | None = Field(default=None, ge=1, le=MAX_OBJECTS_LIMIT)
 
     _normalise_classes = field_validator("classes", mode="before")(normalise_classes)
+    _printable_sinks = field_validator("sinks")(refuse_control_characters)
 
     @field_validator("source")
     @classmethod
     def _source_not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("source must not be blank: give a file path, URL or camera index")
-        return value.strip()
+        return str(refuse_control_characters(value.strip()))
 
 
 class ConfiguredStream(StreamSpec):
@@ -128,7 +156,9 @@ class StreamPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    classes: Annotated[list[ClassName], Field(min_length=1, max_length=64)] | None = None
+    classes: Annotated[list[ClassName], Field(min_length=1, max_length=MAX_CLASS_NAMES)] | None = (
+        None
+    )
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
 
     _normalise_classes = field_validator("classes", mode="before")(normalise_classes)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import supervision as sv
 
+from pipeline.service.log_text import printable
 from pipeline.service.metrics import ServiceMetrics
 from pipeline.service.sse import EventHub
 from pipeline.service.webrtc import WebRTCPublisher
@@ -77,7 +78,9 @@ class StreamOutputs:
         if self._report_error is not None:
             self._report_error(name, error)
         else:
-            logger.warning("stream %s: sink %s failed: %s", self.stream_id, name, error)
+            logger.warning(
+                "stream %s: sink %s failed: %s", self.stream_id, printable(name), printable(error)
+            )
 
     def __call__(self, predictions: sv.Detections, video_frame: VideoFrame) -> None:
         self.frames_dispatched += 1

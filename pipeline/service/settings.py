@@ -15,6 +15,9 @@ DEFAULT_MAX_STREAMS = 16
 """Streams one server runs at once unless told otherwise; one more is answered 429."""
 DEFAULT_MAX_EVENTS = 32
 """Events an SSE client may lag behind before the oldest are dropped (~1-3 s of a live camera)."""
+NO_HOST_CHECK = ("*",)
+"""``allowed_hosts`` that checks no ``Host``: what an embedding app gets unless it says otherwise;
+``sam3-stream serve`` always checks (see ``pipeline.service.host_check``)."""
 
 
 def default_state_dir() -> Path:
@@ -47,6 +50,9 @@ class ServiceSettings:
         max_streams: streams at once; one more is answered 429.
         event_buffer: events an SSE client may lag behind before the oldest are dropped.
         ice: WebRTC ICE settings (loopback only in tests).
+        allowed_hosts: ``Host`` names served besides IP literals and ``localhost`` (a DNS-rebinding
+            page sends its own name); ``*.example.com`` for a domain, ``*`` for any. Cross-site
+            state changes are refused whatever this says.
     """
 
     api_key: str | None = None
@@ -54,3 +60,4 @@ class ServiceSettings:
     max_streams: int = DEFAULT_MAX_STREAMS
     event_buffer: int = DEFAULT_MAX_EVENTS
     ice: IceSettings = field(default_factory=IceSettings)
+    allowed_hosts: tuple[str, ...] = NO_HOST_CHECK

@@ -149,8 +149,12 @@ def _check_network_url(url: str) -> None:
     try:
         parts = urlsplit(url)
         port = parts.port
-    except ValueError as error:
-        raise SourceError(f"malformed URL {redact(url)!r}: {error}") from None
+    except ValueError:
+        # urllib's message quotes the part it choked on, which may be a piece of the password.
+        raise SourceError(
+            f"malformed URL {redact(url)!r}: bad port or host (percent-encode '/', '?', '#', '@' "
+            "and spaces in a user name or password)"
+        ) from None
     if not parts.hostname:
         raise SourceError(f"URL {redact(url)!r} has no host")
     if port == 0:

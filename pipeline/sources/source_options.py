@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from pipeline.errors import ConfigError
 from pipeline.sources.backoff import Backoff
@@ -50,6 +50,7 @@ class SourceOptions:
     av_options: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._check_types()
         for name in ("stall_timeout_s", "open_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(
@@ -78,6 +79,34 @@ class SourceOptions:
             )
         self.make_backoff()  # validates the backoff fields
 
+    def _check_types(self) -> None:
+        """Each field has its type, so a wrong one is refused by name now, not per frame later."""
+        if not isinstance(self.realtime, bool):
+            _refuse_type("realtime", "True or False", self.realtime)
+        for name in (
+            "stall_timeout_s",
+            "open_timeout_s",
+            "backoff_initial_s",
+            "backoff_max_s",
+            "backoff_jitter",
+        ):
+            if not _is_number(getattr(self, name)):
+                _refuse_type(name, "a number", getattr(self, name))
+        for name in ("file_buffer_frames", "decoder_threads"):
+            if not _is_integer(getattr(self, name)):
+                _refuse_type(name, "an integer", getattr(self, name))
+        if self.max_reconnect_attempts is not None and not _is_integer(self.max_reconnect_attempts):
+            _refuse_type(
+                "max_reconnect_attempts", "an integer or None", self.max_reconnect_attempts
+            )
+        if not isinstance(self.av_options, Mapping) or not all(
+            isinstance(key, str) and isinstance(value, str)
+            for key, value in self.av_options.items()
+        ):
+            _refuse_type(
+                "av_options", "a mapping of FFmpeg option names to strings", self.av_options
+            )
+
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> SourceOptions:
         """Build from keyword arguments, naming any the sources do not know."""
@@ -98,3 +127,15 @@ class SourceOptions:
             max_s=self.backoff_max_s,
             jitter=self.backoff_jitter,
         )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _refuse_type(name: str, expected: str, value: Any) -> NoReturn:
+    raise ConfigError(f"source option {name} must be {expected}, got {value!r}", field=name)
