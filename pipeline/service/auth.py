@@ -10,11 +10,11 @@ OpenAPI document, the pages, SSE and WebRTC signalling all sit behind it.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections.abc import Iterable
 from urllib.parse import parse_qsl
 
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
@@ -71,16 +71,9 @@ class ApiKeyMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        body = json.dumps({"detail": UNAUTHORIZED_MESSAGE}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b'Bearer realm="sam3-stream"'),
-                ],
-            }
+        refusal = JSONResponse(
+            {"detail": UNAUTHORIZED_MESSAGE},
+            status_code=401,
+            headers={"www-authenticate": 'Bearer realm="sam3-stream"'},
         )
-        await send({"type": "http.response.body", "body": body})
+        await refusal(scope, receive, send)

@@ -23,10 +23,10 @@ it. The refused value is never echoed: it is the attacker's text.
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 ANY_HOST = "*"
@@ -179,15 +179,4 @@ class HostCheckMiddleware:
             await send({"type": "websocket.close", "code": 1008})
             return
         status, message = refused
-        body = json.dumps({"detail": message}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await JSONResponse({"detail": message}, status_code=status)(scope, receive, send)
