@@ -22,6 +22,7 @@ from sinks.errors import (
     SinkConfigError,
     SinkError,
     SinkSpecError,
+    SinkWriteError,
     WebhookDeliveryError,
 )
 from sinks.jsonl import JsonlSink
@@ -48,6 +49,7 @@ __all__ = [
     "SinkSpecError",
     "SinkState",
     "SinkStats",
+    "SinkWriteError",
     "UDPSink",
     "VideoFileSink",
     "WebhookDeliveryError",

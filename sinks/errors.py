@@ -30,5 +30,13 @@ class DisplayUnavailableError(SinkError, RuntimeError):
     """
 
 
+class SinkWriteError(SinkError):
+    """A sink could not write its output (disk full, file system gone, no permission any more).
+
+    The sink stops taking frames for good (later ones are counted as dropped): what it would write
+    next is lost too, so ``sam3-stream run`` ends the run on it rather than carry on without output.
+    """
+
+
 class WebhookDeliveryError(SinkError):
     """A batch could not be delivered to the webhook after every retry; it was dropped."""

@@ -11,6 +11,7 @@ from typing import Any
 import supervision as sv
 
 from sinks.base import Sink, SinkState
+from sinks.errors import SinkWriteError
 from sinks.serialize import MaskFormat, check_mask_format, dumps, frame_record
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,9 @@ class JsonlSink(Sink):
     between: a crash or a SIGTERM loses at most the line being written, and a reader tailing the
     file never sees half a line from an earlier frame. If a previous run died mid-line, a newline is
     added first, so its torn line stays alone and every new line parses.
+
+    A write the system refuses (disk full) raises ``SinkWriteError`` once; the sink then stops
+    taking frames (counted as dropped), since every later line would be lost the same way.
 
     Serialising runs on the caller's thread (RLE costs a few ms per object at 1080p); inside
     ``multi_sink`` that is the sink's own worker, not the inference loop.
@@ -73,7 +77,14 @@ class JsonlSink(Sink):
             if self._state is not SinkState.OPEN:
                 self.stats.add(dropped=1)
                 return
-            _write_all(self._fd, data)
+            try:
+                _write_all(self._fd, data)
+            except OSError as error:
+                # Disk full (/dev/full), quota, a vanished mount: the next line would fail too.
+                self._fail()
+                raise SinkWriteError(
+                    f"cannot write {self.path}: {error.strerror or error}"
+                ) from error
         self.stats.add(frames_written=1)
 
     def _close(self) -> None:

@@ -10,6 +10,8 @@ import av
 import cv2
 import numpy as np
 
+from sinks.errors import SinkConfigError
+
 logger = logging.getLogger(__name__)
 
 ENCODERS_BY_CODEC: dict[str, tuple[str, ...]] = {
@@ -21,6 +23,40 @@ ENCODERS_BY_CODEC: dict[str, tuple[str, ...]] = {
 
 FALLBACK_ENCODER = "mpeg4"
 """In every FFmpeg build PyAV ships, so an MP4 can always be written, if larger and less sharp."""
+
+VIDEO_FILE_SUFFIXES = (".mp4", ".m4v", ".mov")
+"""File names a video sink writes: the ISO media family, the one container written fragmented."""
+
+FRAGMENT_S = 2.0
+"""Seconds between keyframes, hence between fragments: what a killed process can lose at most.
+
+A keyframe every 2 s instead of x264's default (up to 250 frames) cost +12 % bytes on the sample
+clip and +42 % with film grain added (README "Annotated video"); every 1 s cost +35 % on the clip.
+"""
+
+FRAGMENTED_MP4_OPTIONS = {
+    # A moov with no samples up front, then one self-contained moof+mdat fragment per keyframe:
+    # a player reads every complete fragment whether or not the file was ever finalised.
+    "movflags": "frag_keyframe+empty_moov+default_base_moof",
+    # Hand each fragment to the OS as it is cut: without it FFmpeg's 32 KB buffer holds several
+    # fragments (and the header) in memory, and SIGKILL left a 28-byte file.
+    "flush_packets": "1",
+}
+
+
+def check_video_file_name(path: str | Path) -> None:
+    """Refuse a file name the video sink would not write as MP4 (``video:out.jsonl``...).
+
+    Raises:
+        SinkConfigError: the suffix is not one of ``VIDEO_FILE_SUFFIXES``.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in VIDEO_FILE_SUFFIXES:
+        *others, last = VIDEO_FILE_SUFFIXES
+        raise SinkConfigError(
+            f"a video sink writes MP4: end the file name in {', '.join(others)} or {last}"
+            f" (got {suffix or 'no extension'!r})"
+        )
 
 
 def pick_encoder(codec: str) -> str:
@@ -40,10 +76,15 @@ def pick_encoder(codec: str) -> str:
 
 
 class Mp4Writer:
-    """One MP4 file: constant frame rate, yuv420p, even dimensions; plays once ``close`` has run.
+    """One MP4 file: constant frame rate, yuv420p, even dimensions.
 
     yuv420p is what every player decodes; it halves chroma in both directions, so width and height
     must be even: odd frames get their last column or row repeated.
+
+    Fragmented (``FRAGMENTED_MP4_OPTIONS``, what ``VideoFileSink`` writes): the file plays up to
+    its last complete fragment (at most ``FRAGMENT_S`` behind) even if the process is killed
+    before ``close``. Plain (the default, for clips made as inputs): it plays only once ``close``
+    has written its index, and readers then know its frame count up front.
 
     Args:
         path: the file to create (overwritten).
@@ -51,6 +92,7 @@ class Mp4Writer:
         height: frame height in pixels.
         fps: frames per second written in the file.
         codec: ``"h264"`` (libx264) or any FFmpeg encoder name.
+        fragmented: write a fragmented MP4 with a keyframe every ``FRAGMENT_S`` (see above).
 
     Examples:
         >>> writer = Mp4Writer(Path("out.mp4"), width=640, height=480, fps=30)  # doctest: +SKIP
@@ -58,7 +100,16 @@ class Mp4Writer:
         >>> writer.close()  # doctest: +SKIP
     """
 
-    def __init__(self, path: Path, *, width: int, height: int, fps: float, codec: str = "h264"):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        width: int,
+        height: int,
+        fps: float,
+        codec: str = "h264",
+        fragmented: bool = False,
+    ):
         self.path = path
         self.width = width
         self.height = height
@@ -66,7 +117,8 @@ class Mp4Writer:
         self._encoded_width = width + width % 2
         self._encoded_height = height + height % 2
         self.encoder = pick_encoder(codec)
-        self._container = av.open(str(path), mode="w")
+        options = dict(FRAGMENTED_MP4_OPTIONS) if fragmented else {}
+        self._container = av.open(str(path), mode="w", format="mp4", options=options)
         try:
             rate = Fraction(fps).limit_denominator(1001)
             stream = self._container.add_stream(self.encoder, rate=rate)
@@ -75,6 +127,8 @@ class Mp4Writer:
             self._stream.width = self._encoded_width
             self._stream.height = self._encoded_height
             self._stream.pix_fmt = "yuv420p"
+            if fragmented:
+                self._stream.codec_context.gop_size = max(1, round(fps * FRAGMENT_S))
             if self.encoder == "libx264":
                 # veryfast: the sink shares the CPU with the model; crf 23 is x264's default.
                 self._stream.options = {"preset": "veryfast", "crf": "23"}
@@ -105,7 +159,7 @@ class Mp4Writer:
         self.frames_written += 1
 
     def close(self) -> None:
-        """Flush the encoder and write the index (moov atom): without it the file does not play."""
+        """Flush the encoder and end the file (a plain MP4's index, or its last fragment)."""
         try:
             for packet in self._stream.encode(None):
                 self._container.mux(packet)

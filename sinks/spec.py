@@ -19,7 +19,8 @@ def parse_sink_spec(spec: str) -> Sink:
     """Build the sink ``spec`` names.
 
     Args:
-        spec: ``screen``, ``video:PATH`` (annotated MP4), ``jsonl:PATH`` (JSON lines, RLE masks),
+        spec: ``screen``, ``video:PATH`` (annotated MP4; PATH ends in ``.mp4``, ``.m4v`` or
+            ``.mov`` and can be created), ``jsonl:PATH`` (JSON lines, RLE masks),
             ``webhook:URL`` (``http://`` or ``https://``), or ``udp:HOST:PORT`` (IPv6 hosts in
             brackets: ``udp:[::1]:9000``).
 
@@ -27,8 +28,8 @@ def parse_sink_spec(spec: str) -> Sink:
         A new, open sink; the caller closes it.
 
     Raises:
-        SinkSpecError: the spec is malformed or its file cannot be opened; the message is one line
-            that names the spec and says what is expected.
+        SinkSpecError: the spec is malformed or its file cannot be opened or created; the message
+            is one line that names the spec and says what is expected.
 
     Examples:
         >>> parse_sink_spec("udp:127.0.0.1:9000").name
@@ -42,8 +43,10 @@ def parse_sink_spec(spec: str) -> Sink:
 
             return ScreenSink()
         if kind == "video" and argument:
+            from sinks.mp4 import check_video_file_name
             from sinks.video_file import VideoFileSink
 
+            check_video_file_name(argument)  # before any path is looked at or file created
             return VideoFileSink.init(_checked_path(spec, argument))
         if kind == "jsonl" and argument:
             from sinks.jsonl import JsonlSink

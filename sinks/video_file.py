@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import av
 import supervision as sv
 
 from sinks.annotate import annotated_frame
 from sinks.base import Sink, SinkState
-from sinks.mp4 import Mp4Writer
+from sinks.errors import SinkConfigError, SinkWriteError
+from sinks.mp4 import Mp4Writer, check_video_file_name
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +28,29 @@ DEFAULT_FPS = 30.0
 # not garbage-collected with its file unplayable. release() removes it.
 _OPEN_SINKS: set[VideoFileSink] = set()
 _OPEN_SINKS_LOCK = threading.Lock()
+
+
+def _check_creatable(path: Path) -> None:
+    """Create ``path`` if it is missing and remove it again: ``open`` tells what ``access`` can't.
+
+    ``os.access`` says yes to root everywhere, and procfs or a read-only mount refuse files only
+    when one is made. An existing file is opened for writing without truncating it; the encoder
+    replaces it at the first frame.
+
+    Raises:
+        SinkConfigError: the file cannot be created or written, with the system's reason.
+    """
+    try:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            # O_NONBLOCK: a FIFO with no reader fails at once instead of hanging here.
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            return
+        os.close(fd)
+        os.unlink(path)
+    except OSError as error:
+        raise SinkConfigError(f"cannot create {path}: {error.strerror or error}") from error
 
 
 def _release_open_sinks() -> None:
@@ -49,9 +75,16 @@ class VideoFileSink(Sink):
     ``video_file_name`` itself, every other source to ``<stem>.<video_identifier><suffix>`` (the
     identifier made safe for a file name), because one MP4 holds one picture size and one timeline.
 
-    The file is finalised (encoder flushed, index written) by ``release()``/``close()``, by the
-    pipeline on ``terminate()`` and on SIGINT/SIGTERM, and by an ``atexit`` hook on any normal
-    interpreter exit, so it always plays to its last frame.
+    The file is finalised (encoder flushed, last fragment written) by ``release()``/``close()``,
+    by the pipeline on ``terminate()`` and on SIGINT/SIGTERM, and by an ``atexit`` hook on any
+    normal interpreter exit, so it plays to its last frame. It is a fragmented MP4
+    (``sinks.mp4.Mp4Writer``), so a process killed outright (SIGKILL, power cut) still leaves a
+    file that plays up to its last complete fragment, at most ``sinks.mp4.FRAGMENT_S`` short.
+
+    Checked when the sink is made, so a bad name fails before any model loads: the name must end
+    in ``.mp4``, ``.m4v`` or ``.mov``, and the file must be creatable (a directory that exists but
+    refuses new files, such as ``/proc``, is refused here, not at the first frame). A write that
+    fails later (disk full) raises ``SinkWriteError`` once; the sink then stops taking frames.
 
     Args:
         video_file_name: path of the MP4 to write; its directory must exist.
@@ -72,6 +105,8 @@ class VideoFileSink(Sink):
     ) -> None:
         super().__init__(f"video:{video_file_name}")
         self.path = Path(video_file_name)
+        check_video_file_name(self.path)
+        _check_creatable(self.path)
         self.output_fps = output_fps
         self.codec = codec
         self.annotate_frames = annotate_frames
@@ -117,10 +152,16 @@ class VideoFileSink(Sink):
             if self._state is not SinkState.OPEN:
                 self.stats.add(dropped=1)
                 return
-            writer = self._writers.get(frame.video_identifier)
-            if writer is None:
-                writer = self._open_writer(frame)
-            writer.write(image)
+            try:
+                writer = self._writers.get(frame.video_identifier)
+                if writer is None:
+                    writer = self._open_writer(frame)
+                writer.write(image)
+            except (OSError, av.FFmpegError) as error:
+                # Disk full or file gone: every later frame would fail the same way.
+                self._fail()
+                reason = getattr(error, "strerror", None) or error
+                raise SinkWriteError(f"cannot write {self.path}: {reason}") from error
         self.stats.add(frames_written=1)
 
     def _open_writer(self, frame: Any) -> Mp4Writer:
@@ -135,7 +176,9 @@ class VideoFileSink(Sink):
             )
             fps = DEFAULT_FPS
         height, width = frame.image.shape[:2]
-        writer = Mp4Writer(path, width=width, height=height, fps=float(fps), codec=self.codec)
+        writer = Mp4Writer(
+            path, width=width, height=height, fps=float(fps), codec=self.codec, fragmented=True
+        )
         self._writers[frame.video_identifier] = writer
         self._paths[frame.video_identifier] = path
         logger.info(

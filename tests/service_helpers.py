@@ -72,7 +72,7 @@ class ScriptedPipeline(ManagedPipeline):
     def set_threshold(self, threshold: float) -> None:
         self.threshold = threshold
 
-    def terminate(self) -> None:
+    def terminate(self, *, drain: bool = False) -> None:
         self.state = "ENDED"
         self.terminated.set()
 
@@ -221,11 +221,23 @@ def scripted_app(
     max_streams: int = 4,
     event_buffer: int = 32,
     engine: ModelEngine | None = None,
+    output_dir: Path | None = None,
+    media_root: Path | None = None,
+    allow_private_network: bool = False,
     **kwargs: Any,
 ) -> FastAPI:
-    """An app whose pipelines ``pipelines`` makes (a fresh factory where the test drives none)."""
+    """An app whose pipelines ``pipelines`` makes (a fresh factory where the test drives none).
+
+    The roots and the private-network policy are the product's defaults unless a test names them.
+    """
     settings = ServiceSettings(
-        api_key=api_key, state_dir=state_dir, max_streams=max_streams, event_buffer=event_buffer
+        api_key=api_key,
+        state_dir=state_dir,
+        max_streams=max_streams,
+        event_buffer=event_buffer,
+        output_dir=output_dir,
+        media_root=media_root,
+        allow_private_network=allow_private_network,
     )
     return create_app(
         settings,

@@ -34,7 +34,10 @@ def scripted() -> ScriptedPipelines:
 
 @pytest.fixture
 def client(tmp_path, scripted) -> Iterator[TestClient]:
-    app = scripted_app(scripted, state_dir=tmp_path / "state", max_streams=2)
+    # The camera stand-in is on loopback: the test allows what a LAN camera site would.
+    app = scripted_app(
+        scripted, state_dir=tmp_path / "state", max_streams=2, allow_private_network=True
+    )
     with TestClient(app) as test_client:
         app.state.service.booted.wait(10)
         yield test_client
@@ -166,8 +169,8 @@ def test_camera_password_is_never_echoed(client):
 
 
 def test_jsonl_sink_receives_frames(client, scripted, tmp_path):
-    path = tmp_path / "out.jsonl"
-    created = _create(client, sinks=[f"jsonl:{path}"])
+    path = tmp_path / "state" / "outputs" / "out.jsonl"  # the default output root
+    created = _create(client, sinks=["jsonl:out.jsonl"])
     scripted.made[-1].emit(3, live=False)
     client.delete(f"/streams/{created['id']}")  # closes (flushes) the sink
     assert len(path.read_text().splitlines()) == 3
@@ -270,7 +273,7 @@ class TestAuth:
 
 def test_streams_come_back_after_a_restart_with_their_changes(tmp_path):
     state = tmp_path / "state"
-    with TestClient(scripted_app(state_dir=state)) as client:
+    with TestClient(scripted_app(state_dir=state, allow_private_network=True)) as client:
         kept = _create(client, source=CAMERA, threshold=0.2)
         client.patch(f"/streams/{kept['id']}", json={"classes": ["forklift"]})
         client.post(f"/streams/{kept['id']}/pause")
@@ -278,7 +281,7 @@ def test_streams_come_back_after_a_restart_with_their_changes(tmp_path):
         client.delete(f"/streams/{gone['id']}")
 
     after_restart = ScriptedPipelines()
-    app = scripted_app(after_restart, state_dir=state)
+    app = scripted_app(after_restart, state_dir=state, allow_private_network=True)
     with TestClient(app) as client:
         assert app.state.service.booted.wait(10)
         (restored,) = client.get("/streams").json()["streams"]

@@ -26,7 +26,11 @@ from tests.service_helpers import (
 @pytest.fixture
 def server(tiny_tracker, tmp_path) -> Iterator[RunningServer]:
     engine = ModelEngine.from_tracker(tiny_tracker, model_name="tiny")
-    app = create_app(ServiceSettings(state_dir=tmp_path / "state", max_streams=2), engine=engine)
+    # Files under tmp_path, the RTSP camera on loopback: the roots and policy a LAN site would set.
+    settings = ServiceSettings(
+        state_dir=tmp_path / "state", max_streams=2, media_root=tmp_path, allow_private_network=True
+    )
+    app = create_app(settings, engine=engine)
     running = start_server(app)
     running.wait_booted()
     yield running
@@ -96,7 +100,7 @@ def _run_api_flow(server: RunningServer, body: dict, *, live: bool) -> None:
 def test_api_end_to_end_with_a_file_source(server, tmp_path):
     clip = write_sample_clip(tmp_path / "clip.mp4", frames=150, fps=15, width=160, height=120)
     # Not realtime: the file waits for the model, so it cannot run out before the test is done.
-    body = {"source": str(clip), "classes": ["square"], "threshold": 0.0}
+    body = {"source": clip.name, "classes": ["square"], "threshold": 0.0}  # under --media-root
     _run_api_flow(server, body, live=False)
 
 

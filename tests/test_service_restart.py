@@ -16,9 +16,11 @@ from tests.service_helpers import ServeProcess, collect_detections, iter_sse
 KEY = "restart-test-key"
 
 
-def _serve(tiny_model_dir, state_dir) -> ServeProcess:
+def _serve(tiny_model_dir, state_dir, media_root) -> ServeProcess:
     server = ServeProcess(
         [
+            "--media-root",
+            str(media_root),
             "--model",
             str(tiny_model_dir),
             "--device",
@@ -39,7 +41,7 @@ def test_stored_streams_come_back_after_the_server_restarts(tiny_model_dir, tmp_
     state_dir = tmp_path / "state"
     headers = {"Authorization": f"Bearer {KEY}"}
 
-    first = _serve(tiny_model_dir, state_dir)
+    first = _serve(tiny_model_dir, state_dir, tmp_path)
     try:
         with httpx.Client(base_url=first.url, headers=headers, timeout=30) as http:
             live = http.post(
@@ -48,7 +50,7 @@ def test_stored_streams_come_back_after_the_server_restarts(tiny_model_dir, tmp_
             ).json()
             http.patch(f"/streams/{live['id']}", json={"classes": ["disc"], "threshold": 0.0})
             paused = http.post(
-                "/streams", json={"source": str(clip), "classes": ["square"], "threshold": 0.0}
+                "/streams", json={"source": clip.name, "classes": ["square"], "threshold": 0.0}
             ).json()
             http.post(f"/streams/{paused['id']}/pause")
             with http.stream("GET", f"/streams/{live['id']}/events") as response:
@@ -59,7 +61,7 @@ def test_stored_streams_come_back_after_the_server_restarts(tiny_model_dir, tmp_
     finally:
         first.stop()
 
-    second = _serve(tiny_model_dir, state_dir)
+    second = _serve(tiny_model_dir, state_dir, tmp_path)
     try:
         with httpx.Client(base_url=second.url, headers=headers, timeout=30) as http:
             assert http.get("/streams").status_code == 200

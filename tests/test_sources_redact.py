@@ -114,7 +114,9 @@ def test_the_service_never_shows_a_password_with_odd_characters(
     source = f"rtsp://admin:Zq{separator}Kw@127.0.0.1:{free_port()}/cam"
     hook = "webhook:http://127.0.0.1:9/services/T0/h00ksecret"
     caplog.set_level(logging.DEBUG)
-    server = start_server(scripted_app(state_dir=tmp_path / "state"))
+    # Loopback allowed: this test is about what is shown, not the private-network policy.
+    app = scripted_app(state_dir=tmp_path / "state", allow_private_network=True)
+    server = start_server(app)
     try:
         server.wait_booted()
         with server.client() as client:

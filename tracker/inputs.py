@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 
 import numpy as np
@@ -83,3 +83,35 @@ def check_threshold(threshold: float) -> float:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {value}")
     return value
+
+
+def check_class_texts(
+    class_names: Sequence[str],
+    count_tokens: Callable[[str], int],
+    token_limit: int,
+    *,
+    field: str = "class_names",
+) -> None:
+    """Refuse a class whose text is longer than the model's text encoder reads.
+
+    SAM3's text encoder has a fixed number of positions (32 for ``facebook/sam3``); a longer
+    prompt is not truncated by the port but fails inside the model on every frame. Checking at
+    creation turns that into one error naming the class by position (its text is not quoted: it
+    may be anything a client sent).
+
+    Args:
+        class_names: normalised class names (``normalise_class_names``).
+        count_tokens: tokens one text takes, start and end tokens included (the tokenizer's).
+        token_limit: the most tokens the model reads per text.
+        field: the caller's name for the list, used in the message (``classes`` in the API).
+
+    Raises:
+        ValueError: naming ``field[i]``, its token count and the limit.
+    """
+    for index, name in enumerate(class_names):
+        tokens = count_tokens(name)
+        if tokens > token_limit:
+            raise ValueError(
+                f"{field}[{index}] is {tokens} tokens long but this model reads at most "
+                f"{token_limit} per class (start and end tokens included): shorten it"
+            )

@@ -12,6 +12,7 @@ import logging
 import os
 import pathlib
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,7 @@ from tracker.compile import compile_vision_encoder
 from tracker.errors import ModelLoadError
 from tracker.frame_matching import FrameMatching, read_frame_matching
 from tracker.hf_session import BoundedInferenceSession, new_bounded_session
+from tracker.inputs import check_class_texts
 from tracker.model_config import check_config_overrides
 from tracker.postprocess import install_postprocessing
 from tracker.preprocess import TensorPreprocessor
@@ -287,6 +289,27 @@ class Sam3VideoTracker:
     def config(self) -> Any:
         return self.model.config
 
+    @property
+    def text_token_limit(self) -> int:
+        """The most tokens one class text may take: the text encoder's positions (from its config).
+
+        ``facebook/sam3`` and the tiny checkpoint read 32; a longer text fails inside the model.
+        """
+        text_config = getattr(getattr(self.config, "detector_config", None), "text_config", None)
+        return int(getattr(text_config, "max_position_embeddings", None) or PROMPT_TOKENS)
+
+    def check_class_texts(self, class_names: Sequence[str], *, field: str = "class_names") -> None:
+        """Refuse class texts the model cannot read (``tracker.inputs.check_class_texts``).
+
+        Raises:
+            ValueError: naming ``field[i]``, its token count and ``text_token_limit``.
+        """
+        with self._lock:  # the fast tokenizer must not be used by two threads at once
+            check_class_texts(class_names, self._count_tokens, self.text_token_limit, field=field)
+
+    def _count_tokens(self, text: str) -> int:
+        return len(self.processor.tokenizer(text)["input_ids"])
+
     def new_session(self, class_names: tuple[str, ...]) -> BoundedInferenceSession:
         """A fresh streaming session with the concepts registered (``add_prompts``)."""
         session = new_bounded_session(self.device)
@@ -301,8 +324,12 @@ class Sam3VideoTracker:
         skipped. This does what ``Sam3VideoProcessor.add_text_prompt`` does, except the id: the
         port numbers a new prompt ``len(prompts)``, which after ``remove_prompts`` can be the id
         of a prompt still in use; here it is above every id a prompt or an object still holds.
+
+        Raises:
+            ValueError: a text longer than ``text_token_limit`` (nothing is registered then).
         """
         with self._lock:  # the fast tokenizer must not be used by two threads at once
+            check_class_texts(texts, self._count_tokens, self.text_token_limit)
             for text in texts:
                 if text in session.prompts.values():
                     continue

@@ -25,7 +25,7 @@ from tracker.detections import empty_detections
 from tracker.inputs import check_threshold, normalise_class_names, to_rgb
 from tracker.session_rules import SessionRules
 from tracker.stream_session import SessionStats, StreamSession
-from tracker.tracker_ids import TrackerIds
+from tracker.tracker_ids import RESERVATION_BLOCK, IdReservation, TrackerIds
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +170,37 @@ class SessionRegistry:
             session = self._sessions.get(video_identifier)
             if session is not None:
                 session.rules = rules
+
+    def set_id_floor(
+        self,
+        video_identifier: str,
+        floor: int,
+        *,
+        reserve: IdReservation | None = None,
+        block: int = RESERVATION_BLOCK,
+    ) -> None:
+        """Make the identifier's new ids continue above ``floor`` (or above its own, if higher).
+
+        How a caller that stores ids carries them across restarts of the process: give the
+        highest id the identifier ever emitted (as stored) before its first frame, and a
+        ``reserve`` callback that stores each ceiling before ids pass it (``TrackerIds``).
+        Calling it again replaces the callback (None: stop reserving).
+
+        Raises:
+            ValueError: ``floor`` < 0 or ``block`` < 1.
+        """
+        with self._lock:
+            ids = self._tracker_ids.setdefault(video_identifier, TrackerIds())
+        ids.raise_floor(floor, reserve=reserve, block=block)
+
+    def highest_tracker_id(self, video_identifier: str) -> int:
+        """The largest id the identifier ever emitted here, or its floor; 0 when neither.
+
+        Unlike ``stats()`` this needs no open session: the ids outlive sessions.
+        """
+        with self._lock:
+            ids = self._tracker_ids.get(video_identifier)
+        return ids.highest if ids is not None else 0
 
     def reset(self, video_identifier: str) -> None:
         """Reseed now (``ReseedReason.RESET_BY_CALLER``): the next frame starts fresh; ids go on."""

@@ -28,7 +28,15 @@ EPILOG = """\
 sources: a file path, rtsp://, rtsps://, rtmp://, http(s):// (HLS too: the URL of the .m3u8;
   http(s) is always treated as a live stream), a webcam index (0) or /dev/videoN,
   or testpattern[?fps=30&size=640x480&frames=N] (synthetic moving shapes).
-sinks: screen | video:PATH (annotated MP4) | jsonl:PATH | webhook:URL | udp:HOST:PORT
+sinks: screen | video:PATH (annotated, fragmented MP4: .mp4, .m4v or .mov) | jsonl:PATH |
+  webhook:URL | udp:HOST:PORT
+
+SIGINT/SIGTERM: stop decoding, deliver every frame already decoded to every sink, finalise files;
+  a second signal kills at once (video files still play up to their last 2 s fragment).
+exit codes: 0 the sources ended (or were stopped) and nothing was lost; 1 output is incomplete
+  (a source gave up, an input file was truncated or damaged, a sink lost output: a sink that
+  cannot write at all ends the run at once); 2 refused before any work (bad flag, config,
+  reference, sink or model). Every cause is one "sam3-stream: error:" line.
 
 examples:
   sam3-stream run --source rtsp://user:pw@cam/stream1 --classes "person, forklift" \\

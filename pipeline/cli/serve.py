@@ -10,6 +10,12 @@ The API key may come from ``--api-key`` or, better (other users can read command
 a non-loopback address is refused (exit 2) unless ``--insecure-no-auth`` says the operator means
 it. ``Host`` names other than IP literals, ``localhost`` and ``--allowed-hosts`` are refused (DNS
 rebinding), and so are cross-site state changes (``pipeline.service.host_check``).
+
+Streams created over the API cannot reach the host (``pipeline.service.api_access``): their
+``jsonl:``/``video:`` sinks are new files under ``--output-dir`` (default ``STATE_DIR/outputs``),
+their file sources are names under ``--media-root`` (none: refused), and their URLs may not reach
+loopback or private addresses unless ``--allow-private-network``. ``--config`` streams, like
+``sam3-stream run``, keep full paths.
 """
 
 from __future__ import annotations
@@ -28,7 +34,14 @@ API_KEY_ENV = "SAM3_STREAM_API_KEY"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from pipeline.service.settings import DEFAULT_MAX_STREAMS, DEFAULT_PORT, default_state_dir
+    from pipeline.service.settings import (
+        DEFAULT_MAX_STREAMS,
+        DEFAULT_MAX_VIEWERS,
+        DEFAULT_MAX_VIEWERS_PER_STREAM,
+        DEFAULT_PORT,
+        DEFAULT_VIEWER_CONNECT_TIMEOUT_S,
+        default_state_dir,
+    )
 
     parser = subparsers.add_parser(
         "serve",
@@ -75,6 +88,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=default_state_dir(),
         help=f"where stored streams live (default {default_state_dir()})",
     )
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=None,
+        help="the only directory jsonl:NAME / video:NAME sinks given over the API write in (new "
+        "files only; created 0700; default STATE_DIR/outputs; config: output_dir)",
+    )
+    parser.add_argument(
+        "--media-root",
+        type=Path,
+        default=None,
+        help="the only directory file sources given over the API are read from, by relative name "
+        "(default: none, such sources are refused; config: media_root)",
+    )
+    parser.add_argument(
+        "--allow-private-network",
+        action="store_true",
+        help="let webhook, udp and source URLs given over the API reach loopback, private, "
+        "link-local, CGNAT and multicast addresses (refused by default; config: "
+        "allow_private_network)",
+    )
     parser.add_argument("--config", type=Path, default=None, help="YAML file of boot streams")
     parser.add_argument(
         "--max-streams",
@@ -110,6 +144,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="URL",
         help="STUN/TURN server for WebRTC, e.g. stun:stun.example.org:3478 (repeatable)",
     )
+    parser.add_argument(
+        "--max-viewers-per-stream",
+        type=int,
+        default=DEFAULT_MAX_VIEWERS_PER_STREAM,
+        metavar="N",
+        help=f"WebRTC viewers of one stream at once (default {DEFAULT_MAX_VIEWERS_PER_STREAM}); "
+        "one more offer is answered 429",
+    )
+    parser.add_argument(
+        "--max-viewers",
+        type=int,
+        default=DEFAULT_MAX_VIEWERS,
+        metavar="N",
+        help=f"WebRTC viewers of all streams at once (default {DEFAULT_MAX_VIEWERS}); one more "
+        f"offer is answered 429; a viewer not connected within "
+        f"{DEFAULT_VIEWER_CONNECT_TIMEOUT_S:.0f} s is closed",
+    )
     parser.set_defaults(handler=_run)
 
 
@@ -122,6 +173,12 @@ def _check(args: argparse.Namespace) -> None:
         raise ConfigError(f"--max-streams must be at least 1, got {args.max_streams}")
     if args.max_objects is not None and args.max_objects < 1:
         raise ConfigError(f"--max-objects must be at least 1, got {args.max_objects}")
+    if args.max_viewers_per_stream < 1:
+        raise ConfigError(
+            f"--max-viewers-per-stream must be at least 1, got {args.max_viewers_per_stream}"
+        )
+    if args.max_viewers < 1:
+        raise ConfigError(f"--max-viewers must be at least 1, got {args.max_viewers}")
     allowed_hosts(args)
 
 
@@ -168,6 +225,7 @@ def _run(args: argparse.Namespace) -> int:
         load_serve_config,
     )
     from pipeline.service.server import ServiceServer, bind_socket
+    from pipeline.service.settings import ViewerSettings
     from tracker import ModelLoadError, Sam3VideoTracker
     from tracker.weights import REAL_MODEL, resolve_model
 
@@ -191,6 +249,13 @@ def _run(args: argparse.Namespace) -> int:
             loopback_only=args.webrtc_ice == "loopback", ice_servers=tuple(args.ice_server)
         ),
         allowed_hosts=allowed_hosts(args),
+        viewers=ViewerSettings(
+            max_per_stream=args.max_viewers_per_stream, max_total=args.max_viewers
+        ),
+        output_dir=args.output_dir or (config.output_dir if config else None),
+        media_root=args.media_root or (config.media_root if config else None),
+        allow_private_network=args.allow_private_network
+        or (config.allow_private_network if config else False),
     )
     sock = bind_socket(args.host, args.port)
     host, port = sock.getsockname()[:2]

@@ -29,6 +29,12 @@ What is supported, in one place (anything else is refused with a ``WorkflowError
 - steps: exactly one ``roboflow_core/sam3_video@v1`` step with ``tracking_mode`` "concept" (text
   prompts). ``model_id`` ``sam3video`` (the default) and ``facebook/sam3`` mean
   ``facebook/sam3``; a local directory holding a SAM3 video checkpoint is taken as it is.
+  ``class_names`` is required (Roboflow's rule); an empty list, ``""`` or only blanks give empty
+  predictions on every frame without running the model, as Roboflow's block does. The block's
+  visual-tracking fields with their defaults (``visual_model_id``, ``prompt_mode``,
+  ``prompt_interval``, ``points: null``, ``boxes: null``) are accepted and, as in Roboflow's
+  concept mode, ignored; visual tracking itself (``tracking_mode: "visual"``, ``points``,
+  ``boxes``, ``model_id: "sam3trackervideo"``) is refused with ``VISUAL_TRACKING_REFUSED``.
 - outputs: ``JsonField`` outputs selecting ``$steps.<step>.predictions``; ``on_prediction``
   receives ``{output name: sv.Detections}``.
 """
@@ -52,7 +58,25 @@ MODEL_ALIASES = {"sam3video": REAL_MODEL, REAL_MODEL: REAL_MODEL}
 IMAGE_INPUT_TYPES = ("InferenceImage", "WorkflowImage")
 PARAMETER_INPUT_TYPES = ("InferenceParameter", "WorkflowParameter")
 IGNORED_INPUT_TYPES = ("WorkflowVideoMetadata",)
-_STEP_FIELDS = {"type", "name", "images", "class_names", "threshold", "model_id", "tracking_mode"}
+_STEP_FIELDS = {
+    "type",
+    "name",
+    "images",
+    "class_names",
+    "threshold",
+    "model_id",
+    "tracking_mode",
+    "visual_model_id",
+    "prompt_mode",
+    "prompt_interval",
+    "points",
+    "boxes",
+}
+PROMPT_MODES = ("first_frame", "every_n_frames", "every_frame")
+VISUAL_TRACKING_REFUSED = (
+    "visual tracking (box/point prompts) is issued separately: not supported yet; use "
+    "tracking_mode 'concept' with class_names"
+)
 _OUTPUT_FIELDS = {"type", "name", "selector", "coordinates_system"}
 _DEFAULT_THRESHOLD = 0.5
 
@@ -67,7 +91,7 @@ class WorkflowPlan:
 
     Attributes:
         step_name: the ``sam3_video`` step's name.
-        class_names: the concepts, normalised.
+        class_names: the concepts, normalised; empty: empty predictions, the model never runs.
         threshold: minimum detection score.
         model: the model to load (``facebook/sam3`` or a local directory).
         outputs: names of the outputs, each receiving the step's predictions.
@@ -126,11 +150,7 @@ def compile_workflow(
         raise WorkflowError(
             f"step {name!r}: images must be '$inputs.{image_input_name}', got {images!r}"
         )
-    if step.get("tracking_mode", "concept") != "concept":
-        raise WorkflowError(
-            f"step {name!r}: tracking_mode {step['tracking_mode']!r} is not supported "
-            "(only 'concept': text prompts in class_names)"
-        )
+    _check_concept_mode(step)
     return WorkflowPlan(
         step_name=name,
         class_names=_class_names(name, _resolve(step.get("class_names"), values, name)),
@@ -138,6 +158,48 @@ def compile_workflow(
         model=_model(name, _resolve(step.get("model_id"), values, name)),
         outputs=_outputs(_list(spec, "outputs"), name),
     )
+
+
+def _check_concept_mode(step: Mapping[str, Any]) -> None:
+    """Concept tracking only: visual prompts refused, the visual fields' values checked and
+    ignored (Roboflow's concept mode ignores them too)."""
+    name = step["name"]
+    mode = step.get("tracking_mode", "concept")
+    if mode == "visual":
+        raise WorkflowError(f"step {name!r}: tracking_mode 'visual': {VISUAL_TRACKING_REFUSED}")
+    if mode != "concept":
+        raise WorkflowError(
+            f"step {name!r}: tracking_mode {mode!r} is not supported (only 'concept': text "
+            "prompts in class_names)"
+        )
+    for prompt in ("points", "boxes"):
+        if step.get(prompt) is not None:
+            raise WorkflowError(f"step {name!r}: {prompt}: {VISUAL_TRACKING_REFUSED}")
+    visual_model = step.get("visual_model_id")
+    if visual_model is not None and not isinstance(visual_model, str):
+        raise WorkflowError(
+            f"step {name!r}: visual_model_id must be a model id or an '$inputs.' selector, got "
+            f"{visual_model!r}"
+        )
+    prompt_mode = step.get("prompt_mode", PROMPT_MODES[0])
+    if prompt_mode not in PROMPT_MODES:
+        raise WorkflowError(
+            f"step {name!r}: prompt_mode {prompt_mode!r} is not one of {', '.join(PROMPT_MODES)}"
+        )
+    interval = step.get("prompt_interval")
+    if interval is not None and not _is_selector(interval) and not _is_positive_int(interval):
+        raise WorkflowError(
+            f"step {name!r}: prompt_interval must be an integer >= 1 or an '$inputs.' selector, "
+            f"got {interval!r}"
+        )
+
+
+def _is_selector(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith("$inputs.")
+
+
+def _is_positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _as_mapping(specification: Mapping[str, Any] | str) -> Mapping[str, Any]:
@@ -235,13 +297,16 @@ def _resolve(value: Any, values: Mapping[str, Any], step: str) -> Any:
 
 
 def _class_names(step: str, value: Any) -> tuple[str, ...]:
+    """Required, as in Roboflow's block; ``[]``, ``""`` or blanks are a valid empty list."""
+    if value is None:
+        raise WorkflowError(
+            f"step {step!r}: concept mode requires class_names (a list, or 'a, b'); an empty "
+            "list gives empty predictions"
+        )
     try:
-        names = normalise_class_names(value)
+        return normalise_class_names(value)
     except (ValueError, TypeError) as error:
         raise WorkflowError(f"step {step!r}: class_names: {error}") from None
-    if not names:
-        raise WorkflowError(f"step {step!r}: class_names is missing or empty")
-    return names
 
 
 def _threshold(step: str, value: Any) -> float:
@@ -260,6 +325,10 @@ def _model(step: str, value: Any) -> str:
         return MODEL_ALIASES[value]
     if isinstance(value, str) and os.path.isdir(value):
         return value
+    if value == "sam3trackervideo":
+        raise WorkflowError(
+            f"step {step!r}: model_id 'sam3trackervideo': {VISUAL_TRACKING_REFUSED}"
+        )
     raise WorkflowError(
         f"step {step!r}: model_id {value!r} is not supported: use 'sam3video' (facebook/sam3) "
         "or a local directory holding a SAM3 video checkpoint"

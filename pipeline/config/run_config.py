@@ -68,6 +68,7 @@ class SourceOptionsConfig(_Strict):
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
     decoder_threads: int = Field(default=0, ge=0)
     av_options: dict[str, str] = Field(default_factory=dict)
+    first_epoch: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _backoff_order(self) -> SourceOptionsConfig:

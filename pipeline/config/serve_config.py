@@ -12,6 +12,11 @@ process. Example::
         max_fps: 5
         sinks: ["jsonl:/var/log/sam3/dock-door.jsonl"]
 
+Besides ``streams``, the file may set what the matching ``serve`` flags set (a flag given on the
+command line wins): ``output_dir`` (``--output-dir``), ``media_root`` (``--media-root``) and
+``allow_private_network`` (``--allow-private-network``; true in either place allows). They bound
+streams created over the API only: the streams of this file keep full paths and any address.
+
 Every field is validated (pydantic) before the server starts; a bad one stops ``serve`` with one
 line naming it.
 """
@@ -27,11 +32,20 @@ from pipeline.service.models import ConfiguredStream
 
 
 class ServeConfig(BaseModel):
-    """The whole config file: a list of streams with unique ids."""
+    """The whole config file: a list of streams with unique ids, and the API's roots and policy.
+
+    Attributes:
+        output_dir: the output root of sinks given over the API (``serve --output-dir``).
+        media_root: the root of file sources given over the API (``serve --media-root``).
+        allow_private_network: API URLs may reach internal addresses (``--allow-private-network``).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     streams: list[ConfiguredStream] = Field(default_factory=list)
+    output_dir: Path | None = None
+    media_root: Path | None = None
+    allow_private_network: bool = False
 
     @model_validator(mode="after")
     def _unique_ids(self) -> ServeConfig:

@@ -28,6 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 import supervision as sv
 
 import sinks
+from pipeline.compat.roboflow_fields import add_roboflow_fields
 from pipeline.compat.roboflow_options import refuse_roboflow_only
 from pipeline.compat.workflow import compile_workflow
 from pipeline.errors import ConfigError, InferenceError
@@ -49,6 +50,7 @@ from pipeline.video_frame import VideoFrame
 from sinks import SinkCounters
 from sinks.base import sink_name
 from sinks.log_throttle import LogThrottle
+from tracker.detections import empty_detections
 from tracker.weights import REAL_MODEL, resolve_model
 
 logger = logging.getLogger(__name__)
@@ -89,8 +91,10 @@ class InferencePipeline:
         registry: FrameProcessor,
         model_name: str,
         result: ResultMapper | None,
+        parent_id: str = "image",
     ) -> None:
         self._options = options
+        self._parent_id = parent_id  # Roboflow's data["parent_id"]: the workflow's image input
         self._sources = list(sources)
         self._registry = registry
         self._class_names = options.class_names
@@ -114,6 +118,7 @@ class InferencePipeline:
         self._dispatch = DispatchQueue()
         self._lock = threading.RLock()
         self._stop = threading.Event()
+        self._drain_requested = False  # terminate(drain=True): ends as TERMINATED, not ENDED
         self._finished = threading.Event()
         self._state = PipelineState.CREATED
         self._finishing_thread: threading.Thread | None = None
@@ -179,6 +184,9 @@ class InferencePipeline:
             model_options: ``Sam3VideoConfig`` overrides used when the pipeline loads the model
                 (e.g. ``{"new_det_thresh": 0.6}``).
             **source_options: ``SourceOptions`` fields (``stall_timeout_s``, ``realtime``...).
+                Roboflow's own arguments are accepted or refused by name as
+                ``pipeline.compat.roboflow_options`` lists them: ``api_key=`` is accepted and
+                unused (nothing here talks to Roboflow's platform).
 
         Raises:
             ConfigError: a bad argument (the message names it).
@@ -246,7 +254,7 @@ class InferencePipeline:
             image_input_name=image_input_name,
             parameters=workflows_parameters,
         )
-        checked = PipelineOptions.from_keywords(
+        checked = PipelineOptions.from_workflow_keywords(
             video_reference,
             plan.class_names,
             on_prediction,
@@ -254,10 +262,39 @@ class InferencePipeline:
             threshold=plan.threshold,
             **options,
         )
-        return cls._build(checked, result=plan.result)
+        return cls._build(checked, result=plan.result, parent_id=image_input_name)
 
     @classmethod
-    def _build(cls, options: PipelineOptions, *, result: ResultMapper | None) -> InferencePipeline:
+    def init_with_yolo_world(cls, *args: Any, **kwargs: Any) -> InferencePipeline:
+        """Roboflow's YOLO-World factory: refused, naming what to call instead.
+
+        Raises:
+            ConfigError: always; ``init(video_reference, class_names=classes, ...)`` tracks the
+                same open-vocabulary concepts with SAM3.
+        """
+        raise ConfigError(
+            "init_with_yolo_world() is not supported: sam3-stream runs SAM3, which finds text "
+            "concepts itself; use init(video_reference, class_names=classes, on_prediction=...)",
+            field="init_with_yolo_world",
+        )
+
+    @classmethod
+    def init_with_custom_logic(cls, *args: Any, **kwargs: Any) -> InferencePipeline:
+        """Roboflow's custom-logic factory: refused, naming what to do instead.
+
+        Raises:
+            ConfigError: always; a custom ``on_video_frame`` is not run here.
+        """
+        raise ConfigError(
+            "init_with_custom_logic() is not supported: a custom on_video_frame is not run, "
+            "sam3-stream runs SAM3; use init(...) and put your logic in on_prediction",
+            field="init_with_custom_logic",
+        )
+
+    @classmethod
+    def _build(
+        cls, options: PipelineOptions, *, result: ResultMapper | None, parent_id: str = "image"
+    ) -> InferencePipeline:
         """Options are checked: claim the identifiers, make the sources, then load the model."""
         identifiers = claim_identifiers(options.references, options.video_identifiers)
         try:
@@ -273,12 +310,14 @@ class InferencePipeline:
                 if options.max_objects is not None:
                     _set_object_budget(registry, identifiers, options.max_objects)
             loaded = tracker_of(registry)
+            _check_class_texts(loaded, options.class_names)
             return cls(
                 options=options,
                 sources=sources,
                 registry=registry,
                 model_name=str(getattr(loaded, "name", None) or type(registry).__name__),
                 result=result,
+                parent_id=parent_id,
             )
         except BaseException:
             release_identifiers(identifiers)
@@ -353,13 +392,29 @@ class InferencePipeline:
                     return False
         return all(source.join(_remaining(deadline)) for source in self._sources)
 
-    def terminate(self) -> None:
+    def terminate(self, *, drain: bool = False) -> None:
         """Stop everything and return promptly, in every state (also while connecting).
 
         Sources are stopped, results not yet dispatched are dropped, a frame inside the model is
         left to finish on its own (its result is discarded), and sinks the pipeline owns (a list
         given as ``on_prediction``) are flushed and closed. Idempotent.
+
+        Args:
+            drain: stop gracefully instead (``sam3-stream run`` on SIGTERM): sources stop
+                decoding, but every frame already decoded still goes through the model and
+                reaches ``on_prediction``, and owned sinks finish their queues, as when files
+                end by themselves; the state is TERMINATED. Returns at once: ``join()`` waits
+                for the drain, and a plain ``terminate()`` cuts it short.
         """
+        with self._lock:
+            # Before start() there is nothing to drain; after a plain terminate() nothing left.
+            drain = drain and self._state is PipelineState.RUNNING and not self._stop.is_set()
+            self._drain_requested |= drain
+        if drain:
+            for source in self._sources:
+                source.stop(timeout=0, keep_buffered=True)
+            self._reader.notifier.notify()
+            return
         with self._lock:
             self._stop.set()
         self._dispatch.stop()
@@ -400,6 +455,7 @@ class InferencePipeline:
         indexes the new list, so a reorder changes class ids and nothing else.
         """
         names = check_class_names(class_names)
+        _check_class_texts(tracker_of(self._registry), names)
         with self._lock:
             old, self._class_names = self._class_names, names
         if names != old:
@@ -512,19 +568,23 @@ class InferencePipeline:
             names, threshold = self._class_names, self._threshold
         started = time.perf_counter()
         try:
-            detections = self._registry.process(
-                frame.image,  # (H, W, 3) uint8 BGR
-                video_identifier=frame.video_identifier,
-                frame_id=frame.frame_id,
-                class_names=names,
-                threshold=threshold,
-                epoch=frame.epoch,
-            )
+            if names:
+                detections = self._registry.process(
+                    frame.image,  # (H, W, 3) uint8 BGR
+                    video_identifier=frame.video_identifier,
+                    frame_id=frame.frame_id,
+                    class_names=names,
+                    threshold=threshold,
+                    epoch=frame.epoch,
+                )
+            else:  # a workflow's empty class_names: nothing to find, the model is not run
+                detections = empty_detections()
         except Exception as error:
             self._inference_failed(frame, metrics, error)
             return
         metrics.latency["inference"].add(time.perf_counter() - started)
         metrics.processed(frame.frame_id, time.monotonic())
+        detections = add_roboflow_fields(detections, frame, parent_id=self._parent_id)
         dispatch = Dispatch(self._result(detections), frame, grabbed_at, live=source.is_live)
         dropped = self._dispatch.put(dispatch)
         if dropped is not None and not self._stop.is_set():
@@ -630,7 +690,7 @@ class InferencePipeline:
         if self._progress is not None:
             self._progress.stop()
         with self._lock:
-            terminated = self._stop.is_set()
+            terminated = self._stop.is_set() or self._drain_requested
             self._state = PipelineState.TERMINATED if terminated else PipelineState.ENDED
         self._events.finished(terminated, self.status())
 
@@ -663,6 +723,21 @@ def _set_object_budget(
         )
     for video_identifier in identifiers:
         registry.set_max_objects(video_identifier, max_objects)
+
+
+def _check_class_texts(tracker: Any, class_names: tuple[str, ...]) -> None:
+    """Refuse class texts longer than the model reads, before any frame fails on them.
+
+    Only a tracker that can count tokens (``Sam3VideoTracker.check_class_texts``) is asked; a
+    stand-in registry without one has no text limit to tell.
+    """
+    check = getattr(tracker, "check_class_texts", None)
+    if check is None:
+        return
+    try:
+        check(class_names)
+    except ValueError as error:
+        raise ConfigError(str(error), field="class_names") from None
 
 
 def _load(options: PipelineOptions) -> FrameProcessor:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.compat.roboflow_options import refuse_roboflow_only
+from pipeline.compat.roboflow_options import refuse_roboflow_only, without_accepted_no_ops
 from pipeline.errors import ConfigError
 from pipeline.loop.contracts import FrameProcessor, PredictionSink
 from pipeline.loop.status_events import StatusUpdateHandler
@@ -41,12 +41,15 @@ class PipelineOptions:
 
     Attributes:
         references: one entry per source (each checked when its source is made).
-        class_names: the concepts, at least one.
+        class_names: the concepts, at least one (none only with ``allow_empty_classes``).
         on_prediction: one sink, or a tuple of sinks the pipeline fans out to and owns.
         source_options: the same for every source.
         tracker / registry: a model to share; None loads ``model`` on ``device``.
         max_objects: live tracks per stream at most (``SessionRegistry(max_objects=...)``);
             None: the registry's default budget.
+        allow_empty_classes: set by ``from_workflow_keywords`` only: a workflow's empty
+            ``class_names`` means empty predictions on every frame (Roboflow's rule), while
+            ``init`` refuses an empty list as the mistake it almost always is.
 
     The other fields are ``init``'s arguments of the same name.
 
@@ -73,10 +76,15 @@ class PipelineOptions:
     max_objects: int | None = None
     model_options: Mapping[str, Any] | None = None
     source_options: SourceOptions = field(default_factory=SourceOptions)
+    allow_empty_classes: bool = False
 
     def __post_init__(self) -> None:
         store = object.__setattr__  # frozen: each field is replaced by its checked form once
-        store(self, "class_names", check_class_names(self.class_names))
+        store(
+            self,
+            "class_names",
+            check_class_names(self.class_names, allow_empty=self.allow_empty_classes),
+        )
         store(self, "threshold", check_threshold_option(self.threshold))
         store(self, "max_fps", _check_max_fps(self.max_fps))
         store(self, "device", check_device(self.device))
@@ -115,7 +123,26 @@ class PipelineOptions:
         Raises:
             ConfigError: a Roboflow-only argument, or any bad argument (``field`` names it).
         """
+        return cls._split(video_reference, class_names, on_prediction, keywords, False)
+
+    @classmethod
+    def from_workflow_keywords(
+        cls, video_reference: Any, class_names: Any, on_prediction: Any, **keywords: Any
+    ) -> PipelineOptions:
+        """As ``from_keywords``, for ``init_with_workflow``: empty ``class_names`` allowed."""
+        return cls._split(video_reference, class_names, on_prediction, keywords, True)
+
+    @classmethod
+    def _split(
+        cls,
+        video_reference: Any,
+        class_names: Any,
+        on_prediction: Any,
+        keywords: Mapping[str, Any],
+        allow_empty_classes: bool,
+    ) -> PipelineOptions:
         refuse_roboflow_only(keywords)
+        keywords = without_accepted_no_ops(keywords)
         own = {name: value for name, value in keywords.items() if name in KEYWORD_OPTIONS}
         # Still a mapping: __post_init__ checks it in its turn, after the options before it.
         source_options: Any = {k: v for k, v in keywords.items() if k not in KEYWORD_OPTIONS}
@@ -124,6 +151,7 @@ class PipelineOptions:
             class_names=class_names,
             on_prediction=on_prediction,
             source_options=source_options,
+            allow_empty_classes=allow_empty_classes,
             **own,
         )
 
@@ -133,6 +161,7 @@ KEYWORD_OPTIONS = frozenset(option.name for option in dataclasses.fields(Pipelin
     "class_names",
     "on_prediction",
     "source_options",
+    "allow_empty_classes",
 }
 """``init``'s keyword arguments that are options of the pipeline, not of its sources."""
 
@@ -142,13 +171,13 @@ def tracker_of(registry: FrameProcessor) -> Any:
     return getattr(registry, "tracker", None)
 
 
-def check_class_names(class_names: Any) -> tuple[str, ...]:
-    """Normalised concepts (``"a, b"`` or a list); at least one."""
+def check_class_names(class_names: Any, *, allow_empty: bool = False) -> tuple[str, ...]:
+    """Normalised concepts (``"a, b"`` or a list); at least one unless ``allow_empty``."""
     try:
         names = normalise_class_names(class_names)
     except (ValueError, TypeError) as error:
         raise ConfigError(f"class_names: {error}", field="class_names") from None
-    if not names:
+    if not names and not allow_empty:
         raise ConfigError(
             "class_names is empty: give at least one concept, e.g. class_names='person, forklift'",
             field="class_names",

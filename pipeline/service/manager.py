@@ -10,13 +10,20 @@ Stream lifecycle: ``create`` builds sinks, SSE hub, WebRTC publisher and pipelin
 stores the definition; ``delete`` stops the pipeline, closes every client and sink, frees the
 tracker session and removes the row. ``close`` (shutdown) stops everything but keeps the rows, so
 the same streams come back at the next start.
+
+A stream whose source finished by itself (a file at its end) is recorded as ended in the store: the
+next boot lists it (status ``ENDED``, its last status) and does not run it again; ``restart`` runs
+a stream again from the start of its source. Every run of a video_identifier continues its epochs,
+tracker ids and files where the earlier runs stopped (``pipeline.service.run_history``).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,8 +33,10 @@ from aiortc.contrib.media import MediaRelay
 
 from pipeline.errors import ConfigError, SourceError
 from pipeline.loop.contracts import ManagedPipeline, PipelineFactory
+from pipeline.loop.status import PipelineState
 from pipeline.loop.status_events import StatusUpdate, StatusUpdateHandler
 from pipeline.redact import redact
+from pipeline.service.api_access import ApiAccess, StreamTargets
 from pipeline.service.api_errors import (
     InvalidStreamError,
     StreamConflictError,
@@ -40,10 +49,13 @@ from pipeline.service.metrics import ServiceMetrics, SessionSnapshot, StreamSnap
 from pipeline.service.models import ConfiguredStream, StreamInfo, StreamPatch, StreamSpec
 from pipeline.service.outputs import StreamOutputs
 from pipeline.service.payloads import jsonable
+from pipeline.service.run_history import RunHistory, RunWatcher, sinks_for_run
 from pipeline.service.settings import DEFAULT_MAX_EVENTS, DEFAULT_MAX_STREAMS, IceSettings
 from pipeline.service.sse import EventHub
 from pipeline.service.store import StoredStream, StreamStore
+from pipeline.service.viewer_slots import ViewerSlots
 from pipeline.service.webrtc import WebRTCPublisher
+from pipeline.sources import SourceState
 from sinks import Sink, SinkSpecError, parse_sink_spec
 from tracker import SessionStats
 
@@ -95,6 +107,9 @@ class StreamManager:
         pipeline_factory: builds a pipeline (``InferencePipeline.init``; tests pass a stand-in).
         ice: WebRTC ICE settings for viewers.
         event_buffer: events each SSE client may lag behind.
+        access: what API streams may open (roots, network policy); the default lets them write
+            no file, read no file and reach no internal address.
+        viewer_slots: the WebRTC viewer caps every stream's viewers count against.
     """
 
     def __init__(
@@ -107,6 +122,8 @@ class StreamManager:
         pipeline_factory: PipelineFactory = default_pipeline_factory,
         ice: IceSettings | None = None,
         event_buffer: int = DEFAULT_MAX_EVENTS,
+        access: ApiAccess | None = None,
+        viewer_slots: ViewerSlots | None = None,
     ) -> None:
         if max_streams < 1:
             raise ConfigError(f"max_streams must be >= 1, got {max_streams}")
@@ -116,10 +133,15 @@ class StreamManager:
         self.max_streams = max_streams
         self.ice = ice or IceSettings()
         self.event_buffer = event_buffer
+        self.access = access or ApiAccess()
+        self.viewer_slots = viewer_slots or ViewerSlots()
         self._pipeline_factory = pipeline_factory
         self._relay = MediaRelay()
         self._lock = threading.Lock()
         self._streams: dict[str, ManagedStream] = {}
+        # Stored streams that ended before this boot: listed, not running, until restarted.
+        self._ended: dict[str, StoredStream] = {}
+        self.history = RunHistory(store)
         self.metrics.bind(self.snapshots, self._session_figures)
 
     # ---- queries -------------------------------------------------------------------------
@@ -129,8 +151,19 @@ class StreamManager:
             return len(self._streams)
 
     def get(self, stream_id: str) -> ManagedStream:
+        """The running stream ``stream_id``.
+
+        Raises:
+            StreamNotFoundError: no stream has that id (404).
+            StreamConflictError: the stream ended before this boot and runs nothing (409).
+        """
         with self._lock:
             stream = self._streams.get(stream_id)
+            ended = stream_id in self._ended
+        if ended:
+            raise StreamConflictError(
+                f"stream {stream_id!r} has ended: POST /streams/{stream_id}/restart runs it again"
+            )
         if stream is None:
             raise StreamNotFoundError(stream_id)
         return stream
@@ -140,21 +173,21 @@ class StreamManager:
             return list(self._streams.values())
 
     def info(self, stream_id: str) -> StreamInfo:
+        with self._lock:
+            ended = self._ended.get(stream_id)
+        if ended is not None:
+            return _ended_info(ended)
         return self._info(self.get(stream_id))
 
     def list(self) -> list[StreamInfo]:
-        return [self._info(stream) for stream in self.streams()]
+        """Running streams (in start order), then those that ended before this boot."""
+        with self._lock:
+            ended = list(self._ended.values())
+        return [self._info(stream) for stream in self.streams()] + [
+            _ended_info(row) for row in ended
+        ]
 
     def _info(self, stream: ManagedStream) -> StreamInfo:
-        status = jsonable(stream.pipeline.status().to_dict())
-        status["outputs"] = jsonable(
-            {
-                "frames_dispatched": stream.outputs.frames_dispatched,
-                "sse_clients": stream.events.subscriber_count,
-                "sse_events_dropped": stream.events.dropped,
-                "webrtc_viewers": stream.webrtc.viewers,
-            }
-        )
         spec = stream.spec
         return StreamInfo.redacted(
             id=stream.id,
@@ -169,7 +202,7 @@ class StreamManager:
             origin=stream.origin,
             paused=stream.paused,
             created_at=stream.created_at,
-            status=status,
+            status=_status(stream.pipeline, stream.outputs, stream.events, stream.webrtc),
         )
 
     def snapshots(self) -> Sequence[StreamSnapshot]:
@@ -204,6 +237,10 @@ class StreamManager:
     ) -> StreamInfo:
         """Start a stream and (for API streams, with ``persist``) store it.
 
+        An API stream's source and sinks must pass ``self.access`` (roots, network policy), checked
+        before the lock (DNS may be slow); its sink files are created new, except that an API
+        stream started again (at boot or by ``restart``: not ``persist``) may reopen its own.
+
         Raises:
             ModelNotReadyError: the model is not loaded yet (503).
             StreamLimitError: ``max_streams`` streams already run (429).
@@ -211,38 +248,67 @@ class StreamManager:
             InvalidStreamError: the source or a sink can never work (422, naming the field).
         """
         self.engine.require_ready()
+        self._check_class_texts(spec.classes)
+        first_epoch = self._first_epoch(spec.video_identifier or stream_id)
+        run_sinks = sinks_for_run(spec.sinks, first_epoch=first_epoch)
+        checked = self.access.check(spec.source, run_sinks, from_api=origin == "api")
         with self._lock:
             stream_id = stream_id or new_stream_id()
             video_identifier = spec.video_identifier or stream_id
             self._check_room(stream_id, video_identifier)
-            stream = self._start(
-                stream_id,
-                spec,
-                origin=origin,
-                video_identifier=video_identifier,
-                created_at=created_at or datetime.now(UTC),
-                paused=paused,
-            )
+            targets = self.access.open(checked, reopen=origin == "api" and not persist)
+            try:
+                stream = self._start(
+                    stream_id,
+                    spec,
+                    targets,
+                    origin=origin,
+                    video_identifier=video_identifier,
+                    created_at=created_at or datetime.now(UTC),
+                    paused=paused,
+                    first_epoch=first_epoch,
+                )
+            except BaseException:
+                targets.discard()
+                raise
             self._streams[stream_id] = stream
         if persist and origin == "api" and self.store is not None:
             self.store.put(
                 StoredStream(id=stream_id, spec=spec, paused=paused, created_at=stream.created_at)
             )
+            self._ended_by_itself(stream_id, stream.pipeline)  # a short file may be done already
         logger.info("stream %s started: %s", stream_id, printable(redact(spec.source)))
         return self._info(stream)
 
+    def _check_class_texts(self, classes: Sequence[str]) -> None:
+        """422 naming ``classes`` for a class text longer than the model reads, before any work."""
+        check = getattr(self.engine.tracker, "check_class_texts", None)
+        if check is None:  # a stand-in tracker without a tokenizer
+            return
+        try:
+            check(classes, field="classes")
+        except ValueError as error:
+            raise InvalidStreamError("classes", redact(error)) from None
+
+    def _first_epoch(self, video_identifier: str | None) -> int:
+        """The epoch a run of ``video_identifier`` starts at (a new random id has no history)."""
+        return self.history.of(video_identifier).next_epoch if video_identifier else 0
+
     def _check_room(self, stream_id: str, video_identifier: str) -> None:
-        if stream_id in self._streams:
+        if stream_id in self._streams or stream_id in self._ended:
             raise StreamConflictError(f"a stream with id {stream_id!r} already exists")
         if len(self._streams) >= self.max_streams:
             raise StreamLimitError(
                 f"this server runs at most {self.max_streams} streams and all are in use: "
                 "delete one (DELETE /streams/{id}) or start the server with a higher --max-streams"
             )
-        for other in self._streams.values():
-            if other.video_identifier == video_identifier:
+        users = [(other.id, other.video_identifier) for other in self._streams.values()]
+        # An ended stream keeps its identifier until it is deleted.
+        users += [(row.id, _identifier_of(row)) for row in self._ended.values()]
+        for other_id, other_identifier in users:
+            if other_identifier == video_identifier:
                 raise StreamConflictError(
-                    f"video_identifier {video_identifier!r} is used by stream {other.id!r}: "
+                    f"video_identifier {video_identifier!r} is used by stream {other_id!r}: "
                     "choose another or leave it out"
                 )
 
@@ -250,18 +316,30 @@ class StreamManager:
         self,
         stream_id: str,
         spec: StreamSpec,
+        targets: StreamTargets,
         *,
         origin: Origin,
         video_identifier: str,
         created_at: datetime,
         paused: bool,
+        first_epoch: int = 0,
     ) -> ManagedStream:
-        """Launch the stream under its own object budget, set before its first frame."""
+        """Launch the stream under its own object budget, set before its first frame.
+
+        The run starts at ``first_epoch`` with tracker ids above every id its video_identifier
+        ever emitted (``RunHistory.begin_run``).
+        """
         # None clears whatever an earlier stream of this video_identifier left: the server's.
         self.engine.set_stream_budget(video_identifier, spec.max_objects)
         try:
+            self.history.begin_run(self.engine.registry, video_identifier, first_epoch)
             pipeline, outputs, events, webrtc = self._launch(
-                stream_id, spec, video_identifier=video_identifier, paused=paused
+                stream_id,
+                spec,
+                targets,
+                video_identifier=video_identifier,
+                paused=paused,
+                first_epoch=first_epoch,
             )
         except BaseException:
             self.engine.set_stream_budget(video_identifier, None)  # not started: leave no trace
@@ -280,12 +358,23 @@ class StreamManager:
         )
 
     def _launch(
-        self, stream_id: str, spec: StreamSpec, *, video_identifier: str, paused: bool
+        self,
+        stream_id: str,
+        spec: StreamSpec,
+        targets: StreamTargets,
+        *,
+        video_identifier: str,
+        paused: bool,
+        first_epoch: int = 0,
     ) -> tuple[ManagedPipeline, StreamOutputs, EventHub, WebRTCPublisher]:
-        """Build the stream's outputs and pipeline and start it; nothing is left on failure."""
-        user_sinks = _build_sinks(spec.sinks)
+        """Build the stream's outputs and pipeline and start it; nothing is left on failure.
+
+        ``targets`` are what the source and sinks open (``spec``'s, once ``self.access`` passed
+        them); ``spec`` is what the stream shows and stores.
+        """
+        user_sinks = _build_sinks(targets.sinks)
         events = EventHub(self.event_buffer)
-        webrtc = WebRTCPublisher(stream_id, self._relay, self.ice)
+        webrtc = WebRTCPublisher(stream_id, self._relay, self.ice, self.viewer_slots)
         outputs = StreamOutputs(
             stream_id,
             user_sinks,
@@ -294,17 +383,19 @@ class StreamManager:
             metrics=self.metrics,
         )
         options = spec.source_options.as_kwargs() if spec.source_options else {}
+        run_options = {**options, "first_epoch": first_epoch} if first_epoch else options
+        watcher = RunWatcher(self.history, video_identifier)
         try:
             pipeline = self._pipeline_factory(
-                spec.source,
+                targets.source,
                 spec.classes,
                 outputs,
                 threshold=spec.threshold,
                 max_fps=spec.max_fps,
                 video_identifiers=[video_identifier],
-                status_update_handlers=[_status_forwarder(stream_id, events)],
+                status_update_handlers=[_status_forwarder(stream_id, events), watcher],
                 registry=self.engine.registry,
-                **options,
+                **run_options,
             )
         except SourceError as error:
             outputs.close()
@@ -318,6 +409,7 @@ class StreamManager:
         except BaseException:
             outputs.close()
             raise
+        watcher.on_ended = functools.partial(self._ended_by_itself, stream_id, pipeline)
         outputs.attach(pipeline.report_sink_error)
         try:
             pipeline.start(use_main_thread=False)
@@ -346,6 +438,8 @@ class StreamManager:
                 value = getattr(patch, field_name)
                 if value is None or value == getattr(stream.spec, field_name):
                     continue
+                if field_name == "classes":
+                    self._check_class_texts(value)
                 try:
                     set_value(value)
                 except (ConfigError, ValueError) as error:
@@ -385,6 +479,11 @@ class StreamManager:
         """Stop the stream, end its clients, free its tracker session and forget it."""
         with self._lock:
             stream = self._streams.pop(stream_id, None)
+            ended = self._ended.pop(stream_id, None)
+        if ended is not None and self.store is not None:
+            self.store.delete(stream_id)
+            logger.info("stream %s deleted", stream_id)
+            return
         if stream is None:
             raise StreamNotFoundError(stream_id)
         if stream.origin == "api" and self.store is not None:
@@ -406,7 +505,8 @@ class StreamManager:
             # A terminated pipeline may still have one frame inside the model: free the session
             # once that frame is out, never from under it.
             registry = self.engine.registry
-            if registry.wait_idle(STOP_TIMEOUT_S, stream.video_identifier):
+            idle = registry.wait_idle(STOP_TIMEOUT_S, stream.video_identifier)
+            if idle:
                 registry.close(stream.video_identifier)
             else:
                 logger.warning("stream %s: its last frame is still inside the model", stream.id)
@@ -417,6 +517,79 @@ class StreamManager:
                 )
             if not reused:
                 self.engine.set_stream_budget(stream.video_identifier, None)
+                if idle:  # no frame can take an id any more: record the exact highest
+                    self.history.end_run(registry, stream.video_identifier)
+
+    def _ended_by_itself(self, stream_id: str, pipeline: ManagedPipeline) -> None:
+        """If ``pipeline`` ended without ``terminate()``, store its API stream as ended.
+
+        Only when every source ENDED: a source in ERROR (a camera that gave up, a file that
+        cannot be read) did not finish, so the next boot tries it again. Called on the
+        pipeline's thread when it ends, and by ``create`` once the row is stored (the end may
+        come first); marking twice is harmless. Waits on the manager's lock, so a stream still
+        being registered is seen once it is.
+        """
+        status = pipeline.status()
+        if status.state is not PipelineState.ENDED or not all(
+            source.stats.state is SourceState.ENDED for source in status.sources
+        ):
+            return
+        with self._lock:
+            stream = self._streams.get(stream_id)
+        if stream is None or stream.pipeline is not pipeline or stream.origin != "api":
+            return
+        if self.store is not None:
+            final_status = _status(pipeline, stream.outputs, stream.events, stream.webrtc)
+            self.store.mark_ended(stream_id, final_status)
+        logger.info("stream %s ended: its source finished", stream_id)
+
+    def restart(self, stream_id: str) -> StreamInfo:
+        """Run the stream again from the start of its source, as a new epoch.
+
+        A running stream is stopped first; one that ended (before this boot or since) starts
+        again. Its tracker ids continue above every id its video_identifier emitted, its JSONL
+        sinks are appended to and its video sinks write a new file (``run_history``).
+
+        Raises:
+            ModelNotReadyError: the model is not loaded yet (503).
+            StreamNotFoundError: no stream has that id (404).
+            InvalidStreamError: its source or a sink cannot work any more (422); the stream
+                is then listed as not running (state ``TERMINATED`` unless it had ended).
+        """
+        self.engine.require_ready()
+        with self._lock:
+            running = self._streams.pop(stream_id, None)
+            ended = self._ended.pop(stream_id, None) if running is None else None
+        if running is not None:
+            self._stop(running)
+            spec, origin, created_at = running.spec, running.origin, running.created_at
+            last_status = _status(running.pipeline, running.outputs, running.events, running.webrtc)
+            if last_status.get("state") != PipelineState.ENDED.value:
+                last_status["state"] = PipelineState.TERMINATED.value
+        elif ended is not None:
+            spec, origin, created_at = ended.spec, "api", ended.created_at
+            last_status = dict(ended.final_status or {})
+        else:
+            raise StreamNotFoundError(stream_id)
+        store = self.store if origin == "api" else None
+        if store is not None:  # before it starts: the new run may end (and be marked) at once
+            store.clear_ended(stream_id)
+            store.update(stream_id, paused=False)
+        try:
+            info = self.create(
+                spec, stream_id=stream_id, origin=origin, created_at=created_at, persist=False
+            )
+        except BaseException:
+            if origin == "api":  # keep it listed, not running; config streams come from the YAML
+                with self._lock:
+                    self._ended[stream_id] = StoredStream(
+                        stream_id, spec, False, created_at, final_status=last_status
+                    )
+                if store is not None and ended is not None:
+                    store.mark_ended(stream_id, last_status)
+            raise
+        logger.info("stream %s restarted", stream_id)
+        return info
 
     # ---- boot and shutdown ---------------------------------------------------------------
 
@@ -436,6 +609,15 @@ class StreamManager:
         for row in self.store.load():
             if row.id in configured_ids:
                 logger.warning("stored stream %s skipped: the config defines that id", row.id)
+                continue
+            if row.ended:
+                with self._lock:
+                    self._ended[row.id] = row
+                logger.info(
+                    "stream %s ended before this start: listed, not run (POST /streams/%s/restart)",
+                    row.id,
+                    row.id,
+                )
                 continue
             self._boot_one(
                 row.id, row.spec, origin="api", created_at=row.created_at, paused=row.paused
@@ -462,10 +644,25 @@ class StreamManager:
             await stream.webrtc.close()
 
     def close(self) -> None:
-        """Stop every stream, keeping stored definitions for the next start."""
+        """Stop every stream, keeping stored definitions for the next start.
+
+        Graceful, as ``sam3-stream run`` on SIGTERM: sources stop decoding, every frame already
+        decoded still reaches the stream's sinks (JSONL lines, video frames), and all streams
+        drain at once within one ``STOP_TIMEOUT_S``; what is still running then is cut short.
+        """
         with self._lock:
             streams = list(self._streams.values())
             self._streams.clear()
+            self._ended.clear()
+        for stream in streams:
+            try:
+                stream.pipeline.terminate(drain=True)
+            except Exception:
+                logger.exception("stopping stream %s failed", stream.id)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for stream in streams:
+            if not stream.pipeline.join(max(0.0, deadline - time.monotonic())):
+                logger.warning("stream %s did not drain within %.0f s", stream.id, STOP_TIMEOUT_S)
         for stream in streams:
             try:
                 self._stop(stream)
@@ -494,6 +691,50 @@ def _build_sinks(specs: Iterable[str]) -> list[Sink]:
             sink.close()
         raise
     return opened
+
+
+def _status(
+    pipeline: ManagedPipeline, outputs: StreamOutputs, events: EventHub, webrtc: WebRTCPublisher
+) -> dict[str, Any]:
+    """What a stream's ``status`` shows: the pipeline's ``status()`` and its outputs' counters."""
+    status: dict[str, Any] = jsonable(pipeline.status().to_dict())
+    status["outputs"] = jsonable(
+        {
+            "frames_dispatched": outputs.frames_dispatched,
+            "sse_clients": events.subscriber_count,
+            "sse_events_dropped": events.dropped,
+            "webrtc_viewers": webrtc.viewers,
+        }
+    )
+    return status
+
+
+def _identifier_of(row: StoredStream) -> str:
+    return row.spec.video_identifier or row.id
+
+
+def _ended_info(row: StoredStream) -> StreamInfo:
+    """A stream that ended before this boot, as the API shows it: its last status, no pipeline."""
+    spec = row.spec
+    status = dict(row.final_status or {})
+    status["state"] = status.get("state") or PipelineState.ENDED.value
+    if row.ended_at is not None:
+        status["ended_at"] = row.ended_at.isoformat()
+    return StreamInfo.redacted(
+        id=row.id,
+        source=spec.source,
+        classes=spec.classes,
+        threshold=spec.threshold,
+        max_fps=spec.max_fps,
+        sinks=spec.sinks,
+        video_identifier=_identifier_of(row),
+        source_options=spec.source_options.as_kwargs() if spec.source_options else {},
+        max_objects=spec.max_objects,
+        origin="api",
+        paused=row.paused,
+        created_at=row.created_at,
+        status=status,
+    )
 
 
 def _status_forwarder(stream_id: str, events: EventHub) -> StatusUpdateHandler:

@@ -14,12 +14,14 @@ from collections.abc import Callable, Sequence
 from fastapi.concurrency import run_in_threadpool
 
 from pipeline.config.serve_config import ServeConfig
+from pipeline.service.api_access import ApiAccess
 from pipeline.service.engine import ModelEngine
 from pipeline.service.manager import PipelineFactory, StreamManager
 from pipeline.service.metrics import ServiceMetrics
 from pipeline.service.models import ConfiguredStream
 from pipeline.service.settings import ServiceSettings
 from pipeline.service.store import StreamStore
+from pipeline.service.viewer_slots import ViewerSlots
 from pipeline.service.webrtc import use_loopback_host_candidates
 
 logger = logging.getLogger(__name__)
@@ -65,10 +67,20 @@ class ServiceState:
         pipeline_factory: PipelineFactory,
         on_fatal: Callable[[str], None] | None,
     ) -> ServiceState:
-        """Open the store and build the manager as ``settings`` say (see ``create_app``)."""
+        """Open the store and build the manager as ``settings`` say (see ``create_app``).
+
+        Raises:
+            ConfigError: the output root cannot be created or the media root is not a directory.
+        """
         if settings.ice.loopback_only:
             use_loopback_host_candidates()
         store = StreamStore(settings.state_dir) if settings.state_dir is not None else None
+        try:  # after the store, which creates the state directory 0700 (the output root's parent)
+            access = ApiAccess.from_settings(settings)
+        except BaseException:
+            if store is not None:
+                store.close()
+            raise
         manager = StreamManager(
             engine,
             store=store,
@@ -77,6 +89,8 @@ class ServiceState:
             pipeline_factory=pipeline_factory,
             ice=settings.ice,
             event_buffer=settings.event_buffer,
+            access=access,
+            viewer_slots=ViewerSlots(settings.viewers),
         )
         return cls(
             manager,

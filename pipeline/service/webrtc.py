@@ -13,6 +13,11 @@ on a slow link would otherwise hold every frame it has not sent yet.
 Detections go out as the JSONL record without masks (``sinks.serialize.frame_record``); a channel
 whose send buffer is backed up skips frames instead of growing.
 
+VIEWER CAPS. An offer first claims a slot (``ViewerSlots``: per stream and for the server; over
+either cap it is answered 429 before any peer connection exists). A peer that is not connected
+``connect_timeout_s`` after its answer is closed and its slot given back, as is one that fails or
+closes: offers that never complete ICE cannot pile up.
+
 ICE. aiortc's default STUN server is Google's; the service gathers host candidates only unless
 ``ice_servers`` are configured. ``IceSettings.loopback_only`` keeps every packet on 127.0.0.1:
 aioice leaves 127.0.0.1 out of its host candidates (``aioice.ice.get_host_addresses``) and aiortc
@@ -50,6 +55,7 @@ from aiortc.mediastreams import MediaStreamError
 from pipeline.service.api_errors import WebRTCOfferError
 from pipeline.service.models import WebRTCOffer
 from pipeline.service.settings import IceSettings
+from pipeline.service.viewer_slots import ViewerSlots
 from sinks.annotate import annotate
 from sinks.serialize import dumps, frame_record
 
@@ -188,16 +194,31 @@ class WebRTCPublisher:
 
     ``publish`` is called per frame from a sink worker thread and costs nothing without viewers.
     Peer connections live on the event loop that answered their offer.
+
+    Args:
+        stream_id: the stream's id (log lines and errors).
+        relay: the server's ``MediaRelay`` (one source track per stream, unbuffered).
+        ice: how peers gather candidates.
+        slots: the server's viewer caps, shared by every stream (None: caps of this stream alone).
     """
 
-    def __init__(self, stream_id: str, relay: MediaRelay, ice: IceSettings) -> None:
+    def __init__(
+        self,
+        stream_id: str,
+        relay: MediaRelay,
+        ice: IceSettings,
+        slots: ViewerSlots | None = None,
+    ) -> None:
         self.stream_id = stream_id
         self.latest = LatestFrame()
         self.channel_frames_skipped = 0
         self._relay = relay
         self._ice = ice
+        self._slots = slots or ViewerSlots()
         self._lock = threading.Lock()
         self._peers: set[RTCPeerConnection] = set()
+        self._connect_deadlines: dict[RTCPeerConnection, asyncio.TimerHandle] = {}
+        self._closing: set[asyncio.Future[None]] = set()
         self._channels: set[RTCDataChannel] = set()
         self._track: AnnotatedVideoTrack | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -205,8 +226,15 @@ class WebRTCPublisher:
 
     @property
     def viewers(self) -> int:
+        """Peers answered and not dropped: connecting or connected."""
         with self._lock:
             return len(self._peers)
+
+    @property
+    def connecting(self) -> int:
+        """Peers answered but not connected yet: each is dropped at its connect deadline."""
+        with self._lock:
+            return len(self._connect_deadlines)
 
     def publish(self, detections: sv.Detections, frame: Any) -> None:
         """Hand one frame to the viewers: the image to the track, the record to the channels."""
@@ -232,19 +260,32 @@ class WebRTCPublisher:
     async def answer(self, offer: WebRTCOffer) -> RTCSessionDescription:
         """Accept a browser's offer and return the answer (all candidates included).
 
+        The peer holds a viewer slot from before it exists until it is dropped; one that is not
+        connected ``connect_timeout_s`` after this answer is dropped.
+
         Raises:
+            ViewerLimitError: the stream or the server has as many viewers as allowed (429).
             WebRTCOfferError: the SDP cannot be parsed or negotiated, or offers no video.
         """
         sdp = keep_loopback_candidates(offer.sdp) if self._ice.loopback_only else offer.sdp
         configuration = RTCConfiguration(
             iceServers=[RTCIceServer(urls=url) for url in self._ice.ice_servers]
         )
-        peer = RTCPeerConnection(configuration=configuration)
+        loop = asyncio.get_running_loop()
         with self._lock:
             if self._closed:
                 raise WebRTCOfferError(f"stream {self.stream_id!r} is being deleted")
-            self._loop = asyncio.get_running_loop()
+            self._slots.claim(len(self._peers))
+            try:
+                peer = RTCPeerConnection(configuration=configuration)
+            except BaseException:
+                self._slots.release()
+                raise
+            self._loop = loop
             self._peers.add(peer)
+            self._connect_deadlines[peer] = loop.call_later(
+                self._slots.settings.connect_timeout_s, self._drop_unconnected, peer
+            )
 
         @peer.on("datachannel")
         def _on_datachannel(channel: RTCDataChannel) -> None:
@@ -255,7 +296,12 @@ class WebRTCPublisher:
         @peer.on("connectionstatechange")
         async def _on_state() -> None:
             logger.info("viewer of %s: %s", self.stream_id, peer.connectionState)
-            if peer.connectionState in ("failed", "closed"):
+            if peer.connectionState == "connected":
+                with self._lock:
+                    deadline = self._connect_deadlines.pop(peer, None)
+                if deadline is not None:
+                    deadline.cancel()
+            elif peer.connectionState in ("failed", "closed"):
                 await self._drop(peer)
 
         try:
@@ -287,9 +333,29 @@ class WebRTCPublisher:
         with self._lock:
             self._channels.discard(channel)
 
+    def _drop_unconnected(self, peer: RTCPeerConnection) -> None:
+        """The connect deadline passed: close the peer unless it connected meanwhile."""
+        if peer.connectionState == "connected":
+            return
+        logger.info(
+            "viewer of %s: not connected after %.0f s, closed",
+            self.stream_id,
+            self._slots.settings.connect_timeout_s,
+        )
+        closing = asyncio.ensure_future(self._drop(peer))
+        self._closing.add(closing)  # the loop keeps only a weak reference to a task
+        closing.add_done_callback(self._closing.discard)
+
     async def _drop(self, peer: RTCPeerConnection) -> None:
+        """Forget a peer, give back its slot (once, however often it is dropped) and close it."""
         with self._lock:
+            held = peer in self._peers
             self._peers.discard(peer)
+            deadline = self._connect_deadlines.pop(peer, None)
+        if deadline is not None:
+            deadline.cancel()
+        if held:
+            self._slots.release()
         await peer.close()
 
     async def close(self) -> None:
@@ -297,9 +363,13 @@ class WebRTCPublisher:
         with self._lock:
             self._closed = True
             peers, self._peers = list(self._peers), set()
+            deadlines, self._connect_deadlines = list(self._connect_deadlines.values()), {}
             self._channels.clear()
             track, self._track = self._track, None
+        for deadline in deadlines:
+            deadline.cancel()
         for peer in peers:
+            self._slots.release()
             await peer.close()
         if track is not None:
             track.stop()

@@ -39,6 +39,7 @@ import numpy as np
 import supervision as sv
 
 from pipeline.redact import redact
+from pipeline.sources.frame_size import oversized_frame
 from pipeline.sources.source_options import SourceOptions
 from pipeline.video_frame import VideoFrame
 from sinks.frame_queue import FrameNotifier, FrameQueue
@@ -147,6 +148,9 @@ class SourceStats:
         buffer_len / buffer_capacity / buffer_high_water: the frame buffer's occupancy now, its
             bound, and the most it ever held.
         last_error: the last failure, credentials redacted; None if none.
+        end_reason: why the source ENDED or went to ERROR ("end of file", "stopped",
+            "truncated: the file ends after frame 17 of 40", ...; see ``file_end_reason``),
+            credentials redacted; None while it runs.
     """
 
     source_id: int
@@ -170,6 +174,7 @@ class SourceStats:
     buffer_capacity: int
     buffer_high_water: int
     last_error: str | None
+    end_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; the state as its name."""
@@ -243,9 +248,12 @@ class VideoSource(ABC):
         self._pauses = 0
         self._link = SourceState.CONNECTING
         self._published: SourceState | None = None
-        self._epoch = 0
+        self._epoch = self.options.first_epoch
         self._next_frame_id = 1  # frame N of a file has frame_id N
         self._timings: OrderedDict[int, FrameTiming] = OrderedDict()
+        self._end_reason: str | None = None
+        # stop(keep_buffered=True): no more decoding, but read() hands out what is buffered.
+        self._draining = False
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.source_id} {self.reference!r} {self.state.value}>"
@@ -302,7 +310,7 @@ class VideoSource(ABC):
                 lambda: self._mode is _Mode.RUNNING or self._stop_event.is_set(),
                 _remaining(deadline),
             )
-            if not ready or self._stop_event.is_set():
+            if not ready or (self._stop_event.is_set() and not self._draining):
                 return None
         frame = self._buffer.get(_remaining(deadline))
         if frame is not None:
@@ -322,15 +330,26 @@ class VideoSource(ABC):
         """Undo ``pause()`` or ``mute()``."""
         self._set_mode(_Mode.RUNNING, "resumed by user")
 
-    def stop(self, timeout: float = 0.5) -> bool:
+    def stop(self, timeout: float = 0.5, *, keep_buffered: bool = False) -> bool:
         """Stop the source and return within about ``timeout`` s, whatever it was doing.
+
+        Args:
+            timeout: how long to wait for the decode thread.
+            keep_buffered: stop decoding but let ``read()`` still hand out the frames already
+                buffered (a graceful stop: SIGTERM loses no decoded frame); ``exhausted`` turns
+                True once they are read. A later plain ``stop()`` throws them away.
 
         Returns True when the decode thread has finished, False when it is still blocked inside
         FFmpeg and was abandoned (it exits by itself when its I/O timeout fires).
         """
         already_stopping = self._stop_event.is_set()
+        with self._lock:
+            self._draining = keep_buffered and (self._draining or not already_stopping)
         self._stop_event.set()
-        self._buffer.stop()
+        if self._draining:
+            self._buffer.close()
+        else:
+            self._buffer.stop()
         with self._lock:
             self._mode_changed.notify_all()
         if not already_stopping:
@@ -393,6 +412,7 @@ class VideoSource(ABC):
                 buffer_capacity=self._buffer.capacity,
                 buffer_high_water=self._buffer.high_water,
                 last_error=c.last_error,
+                end_reason=self._end_reason,
             )
 
     # ----------------------------------------------------------------- for subclasses
@@ -403,7 +423,9 @@ class VideoSource(ABC):
 
     @property
     def _stopping(self) -> bool:
-        return self._stop_event.is_set()
+        # Also once the link is terminal: an oversized frame ended the source from the inside,
+        # and a reconnecting decode loop must not take that for a lost connection.
+        return self._stop_event.is_set() or self._link.is_terminal
 
     @property
     def _paused(self) -> bool:
@@ -428,6 +450,8 @@ class VideoSource(ABC):
                 if self._link.is_terminal or (self._stopping and not force):
                     return
                 self._link = link
+                if link.is_terminal:
+                    self._end_reason = redact(reason) if reason else link.value.lower()
             self._publish(reason)
 
     def _begin_epoch(self, reconnect: bool) -> None:
@@ -482,7 +506,16 @@ class VideoSource(ABC):
         ``frame_id`` comes from ``_count_decoded()``; ``decode_s`` is how long decoding it took.
         Returns False when the buffer refused the frame (the source is stopping). A live frame
         that replaced an unread one was accepted: the buffer counts the drop.
+
+        A frame over ``frame_size.MAX_FRAME_PIXELS`` is not published: it ends the source in
+        ERROR, naming the cap, and False is returned (the decode loop returns).
         """
+        oversized = oversized_frame(image.shape[1], image.shape[0])
+        if oversized is not None:
+            logger.error("%s: %s", redact(self.reference), oversized)
+            self._record_failure(oversized)
+            self._set_link(SourceState.ERROR, oversized)
+            return False
         with self._lock:
             self._counters.resolution = (image.shape[1], image.shape[0])
             frame = VideoFrame(

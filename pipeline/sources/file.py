@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,85 @@ from pipeline.errors import SourceError
 from pipeline.sources.base import SourceState, VideoSource
 
 logger = logging.getLogger(__name__)
+
+CLEAN_END = "end of file"
+
+
+@dataclass
+class FileDamage:
+    """What decoding a file met on the way.
+
+    Attributes:
+        decoded: frames the decoder produced so far.
+        corrupt_packets: packets the decoder refused.
+        packets_after_error: packets decoded fine since the last refused one. None of them
+            after a refused packet means the file was cut there (the decoder's final flush
+            still hands out a few frames of earlier packets, so frames can't tell).
+        cut_short: the container shows the file was cut (``mp4_cut_short``).
+    """
+
+    decoded: int = 0
+    corrupt_packets: int = 0
+    packets_after_error: int = 0
+    cut_short: bool = False
+
+    def corrupt_packet(self) -> None:
+        self.corrupt_packets += 1
+        self.packets_after_error = 0
+
+    def good_packet(self) -> None:
+        self.packets_after_error += 1
+
+
+def mp4_cut_short(path: Path) -> bool:
+    """True when an MP4/MOV file ends inside one of its top-level boxes: it was cut short.
+
+    A fragmented MP4 cut mid-fragment decodes without a single error (the demuxer just stops), so
+    the decoder cannot tell; the box sizes can: in a whole file they add up to its length.
+    """
+    size = path.stat().st_size
+    offset = 0
+    with path.open("rb") as file:
+        while offset < size:
+            file.seek(offset)
+            header = file.read(16)
+            if len(header) < 8:
+                return True
+            length = int.from_bytes(header[:4], "big")
+            if length == 1:  # 64-bit size after the type
+                if len(header) < 16:
+                    return True
+                length = int.from_bytes(header[8:16], "big")
+            elif length == 0:  # the box runs to the end of the file
+                return False
+            if length < 8:
+                return True  # not an MP4 box: corrupt
+            offset += length
+    return offset > size
+
+
+def file_end_reason(damage: FileDamage, total_frames: int | None) -> str:
+    """Why a file source ended, in words: the one rule for "end of file" versus damaged.
+
+    - ``"end of file"``: no packet was refused and every frame the header promised came.
+    - ``"truncated: ..."``: the last packets were refused, the container ends mid-box, or fewer
+      frames came than the header promised: the file was cut short (a crash, a copy running).
+    - ``"end of file; N corrupt packet(s) skipped"``: damaged in the middle, decoded to the end.
+
+    Examples:
+        >>> file_end_reason(FileDamage(decoded=40), 40)
+        'end of file'
+        >>> file_end_reason(FileDamage(decoded=17, corrupt_packets=1), 40)
+        'truncated: decode error after frame 17 of 40'
+    """
+    of_total = f" of {total_frames}" if total_frames is not None else ""
+    if damage.corrupt_packets and not damage.packets_after_error:
+        return f"truncated: decode error after frame {damage.decoded}{of_total}"
+    if damage.cut_short or (total_frames is not None and damage.decoded < total_frames):
+        return f"truncated: the file ends after frame {damage.decoded}{of_total}"
+    if damage.corrupt_packets:
+        return f"{CLEAN_END}; {damage.corrupt_packets} corrupt packet(s) skipped"
+    return CLEAN_END
 
 
 class FileSource(VideoSource):
@@ -29,6 +109,11 @@ class FileSource(VideoSource):
     the first frame, so timestamps keep the file's own timing (variable frame rate included).
     The reference is checked when the source is made: a missing, unreadable or undecodable file
     raises ``SourceError`` at once instead of failing later in a thread.
+
+    A damaged file (cut short by a crash or a copy, or with corrupt packets) is decoded as far as
+    it goes and still ENDS, but not as "end of file": its ``end_reason`` says what happened
+    (``FILE_END_REASONS``, ``file_end_reason``), a warning is logged, and ``sam3-stream run``
+    exits 1 for it.
 
     Args:
         path: the video file.
@@ -49,6 +134,7 @@ class FileSource(VideoSource):
         self.total_frames: int | None = None
         self.duration_s: float | None = None
         self._probe_fps = 0.0
+        self._damage = FileDamage()
         self._probe()
         super().__init__(str(path), **kwargs)
         self._set_declared_fps(self._probe_fps)
@@ -89,6 +175,7 @@ class FileSource(VideoSource):
             return
         try:
             ended = self._decode(container)
+            is_mp4 = "mp4" in container.format.name.split(",")
         except av.FFmpegError as error:
             self._record_failure(f"reading {self.path} failed: {error}")
             self._set_link(SourceState.ERROR, f"reading {self.path} failed: {error}")
@@ -96,7 +183,15 @@ class FileSource(VideoSource):
         finally:
             container.close()
         if ended:
-            self._set_link(SourceState.ENDED, "end of file")
+            if is_mp4:
+                try:
+                    self._damage.cut_short = mp4_cut_short(self.path)
+                except OSError:  # gone or unreadable since: the decoder's word stands
+                    logger.debug("%s: could not check its MP4 boxes", self.path, exc_info=True)
+            reason = file_end_reason(self._damage, self.total_frames)
+            if reason != CLEAN_END:
+                logger.warning("%s: %s", self.path, reason)
+            self._set_link(SourceState.ENDED, reason)
 
     def _decode(self, container: av.container.InputContainer) -> bool:
         """Decode to the end; False if stopped first."""
@@ -114,11 +209,15 @@ class FileSource(VideoSource):
                 frames = packet.decode()
             except av.error.InvalidDataError as error:
                 self._record_decode_error(f"{self.path}: skipped a corrupt packet ({error})")
+                self._damage.corrupt_packet()
                 continue
+            if packet.size:  # not the empty packet that flushes the decoder at the end
+                self._damage.good_packet()
             packet_s = time.perf_counter() - started_decoding  # charged to its first frame
             for av_frame in frames:
                 pts = av_frame.time if av_frame.time is not None else index / fps
                 index += 1
+                self._damage.decoded = index
                 if first_pts is None:
                     first_pts = pts
                 offset = pts - first_pts

@@ -35,6 +35,9 @@ class SourceOptions:
         decoder_threads: 0 lets FFmpeg choose; live streams use slice threading only, because
             frame threading adds one frame of latency per thread.
         av_options: extra FFmpeg demuxer options, merged over the low-latency defaults.
+        first_epoch: the epoch of the first connection (0). A driver that runs an identifier
+            again (the service after a restart, a failover) passes its last epoch + 1, so
+            ``(video_identifier, epoch, frame_id)`` never repeats.
     """
 
     realtime: bool = False
@@ -48,6 +51,7 @@ class SourceOptions:
     rtsp_transport: str = "tcp"
     decoder_threads: int = 0
     av_options: Mapping[str, str] = field(default_factory=dict)
+    first_epoch: int = 0
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -72,6 +76,11 @@ class SourceOptions:
                 f"source option rtsp_transport must be 'tcp' or 'udp', got {self.rtsp_transport!r}",
                 field="rtsp_transport",
             )
+        if self.first_epoch < 0:
+            raise ConfigError(
+                f"source option first_epoch must be >= 0, got {self.first_epoch}",
+                field="first_epoch",
+            )
         if self.decoder_threads < 0:
             raise ConfigError(
                 f"source option decoder_threads must be >= 0, got {self.decoder_threads}",
@@ -92,7 +101,7 @@ class SourceOptions:
         ):
             if not _is_number(getattr(self, name)):
                 _refuse_type(name, "a number", getattr(self, name))
-        for name in ("file_buffer_frames", "decoder_threads"):
+        for name in ("file_buffer_frames", "decoder_threads", "first_epoch"):
             if not _is_integer(getattr(self, name)):
                 _refuse_type(name, "an integer", getattr(self, name))
         if self.max_reconnect_attempts is not None and not _is_integer(self.max_reconnect_attempts):

@@ -3,7 +3,8 @@
 Reference syntax: ``testpattern`` or ``testpattern?fps=30&size=640x480&frames=300``.
 
 - ``fps``: frames per second, paced on the wall clock like a camera (default 30).
-- ``size``: ``WIDTHxHEIGHT`` (default 640x480).
+- ``size``: ``WIDTHxHEIGHT`` (default 640x480), 16 to 7680 a side and at most 3840x2160 in
+  pixels (``frame_size.MAX_TEST_PATTERN_PIXELS``: it is drawn on the CPU for every frame).
 - ``frames``: stop after this many frames (state ENDED); default: run until stopped.
 
 It behaves like a live source (freshest frame, drops counted), so a slow consumer sees the same
@@ -24,6 +25,11 @@ import numpy as np
 
 from pipeline.errors import SourceError
 from pipeline.sources.base import SourceState, VideoSource
+from pipeline.sources.frame_size import (
+    MAX_TEST_PATTERN_HEIGHT,
+    MAX_TEST_PATTERN_PIXELS,
+    MAX_TEST_PATTERN_WIDTH,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +96,11 @@ def _parse_size(value: str) -> tuple[int, int]:
         raise SourceError(f"test pattern size={value!r} must look like 640x480") from None
     if not (16 <= width <= _MAX_SIDE and 16 <= height <= _MAX_SIDE):
         raise SourceError(f"test pattern size={value} must be between 16 and {_MAX_SIDE} a side")
+    if width * height > MAX_TEST_PATTERN_PIXELS:
+        raise SourceError(
+            f"test pattern size={value} is more pixels than "
+            f"{MAX_TEST_PATTERN_WIDTH}x{MAX_TEST_PATTERN_HEIGHT} allows: choose a smaller size"
+        )
     return width, height
 
 

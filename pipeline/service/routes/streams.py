@@ -1,4 +1,4 @@
-"""``/streams``: create, list, read, change, pause, resume and delete streams.
+"""``/streams``: create, list, read, change, pause, resume, restart and delete streams.
 
 Each route calls one ``StreamManager`` method; its typed errors become status codes in
 ``error_responses``. The routes are synchronous, so FastAPI runs them in its threadpool: starting
@@ -49,6 +49,20 @@ def pause_stream(stream_id: str, manager: ManagerDep) -> StreamInfo:
 @router.post("/streams/{stream_id}/resume", response_model=StreamInfo, responses=STREAM_ERRORS)
 def resume_stream(stream_id: str, manager: ManagerDep) -> StreamInfo:
     return manager.resume(stream_id)
+
+
+@router.post(
+    "/streams/{stream_id}/restart", response_model=StreamInfo, responses=CREATE_STREAM_ERRORS
+)
+def restart_stream(stream_id: str, manager: ManagerDep) -> StreamInfo:
+    """Run the stream again from the start of its source, as a new epoch.
+
+    For a stream that ENDED (a file at its end; it is not run again after a server restart) or
+    one that should start over. Tracker ids continue above every id it emitted; JSONL sinks are
+    appended to; a video sink writes ``NAME.EPOCH.EXT`` so the earlier video is kept.
+    Roboflow's ``/inference_pipelines`` API has no such verb (its ``pause``/``resume`` match ours).
+    """
+    return manager.restart(stream_id)
 
 
 @router.delete(
