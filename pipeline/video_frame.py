@@ -18,7 +18,9 @@ class VideoFrame:
     Attributes:
         image: (H, W, 3) uint8, BGR channel order as OpenCV and PyAV ``bgr24`` give it.
         frame_id: per-source counter, strictly increasing within one source.
-        frame_timestamp: wall clock at grab for live sources, PTS-derived for files.
+        frame_timestamp: wall clock at grab for live sources, PTS-derived for files; a naive
+            ``datetime`` in the machine's local time, as Roboflow's (so
+            ``datetime.now() - frame.frame_timestamp`` works); JSON outputs write it in UTC.
         fps: the frame rate the source declares (may be 0.0 when unknown).
         measured_fps: the frame rate actually observed at the source.
         source_id: index of the source in its pipeline.

@@ -1,4 +1,4 @@
-"""Encode BGR frames into one MP4 file with PyAV."""
+"""Encode BGR frames into one video file with PyAV: MP4 (h264), or MJPEG in AVI for ``.avi``."""
 
 from __future__ import annotations
 
@@ -24,8 +24,24 @@ ENCODERS_BY_CODEC: dict[str, tuple[str, ...]] = {
 FALLBACK_ENCODER = "mpeg4"
 """In every FFmpeg build PyAV ships, so an MP4 can always be written, if larger and less sharp."""
 
-VIDEO_FILE_SUFFIXES = (".mp4", ".m4v", ".mov")
-"""File names a video sink writes: the ISO media family, the one container written fragmented."""
+MP4_SUFFIXES = (".mp4", ".m4v", ".mov")
+"""The ISO media family: h264 (by default), the one container written fragmented (kill-safe)."""
+
+AVI_SUFFIXES = (".avi",)
+"""MJPEG in AVI, what Roboflow's ``VideoFileSink`` writes (``output.avi`` in its docs).
+
+AVI has its index at the end: a process killed outright (SIGKILL, power cut) leaves a file most
+players refuse. A normal exit, SIGINT or SIGTERM finalises it like an MP4.
+"""
+
+VIDEO_FILE_SUFFIXES = MP4_SUFFIXES + AVI_SUFFIXES
+"""File names a video sink writes."""
+
+AVI_ENCODER = "mjpeg"
+"""Motion JPEG, Roboflow's ``MJPG`` fourcc; every FFmpeg build PyAV ships has it."""
+
+AVI_BITS_PER_PIXEL = 1.0
+"""MJPEG compresses each frame alone; about 1 bit a pixel keeps edges and labels readable."""
 
 FRAGMENT_S = 2.0
 """Seconds between keyframes, hence between fragments: what a killed process can lose at most.
@@ -54,9 +70,14 @@ def check_video_file_name(path: str | Path) -> None:
     if suffix not in VIDEO_FILE_SUFFIXES:
         *others, last = VIDEO_FILE_SUFFIXES
         raise SinkConfigError(
-            f"a video sink writes MP4: end the file name in {', '.join(others)} or {last}"
-            f" (got {suffix or 'no extension'!r})"
+            f"a video sink writes MP4 (or MJPEG in AVI): end the file name in "
+            f"{', '.join(others)} or {last} (got {suffix or 'no extension'!r})"
         )
+
+
+def is_avi(path: str | Path) -> bool:
+    """True when ``path`` names an AVI file, written as MJPEG (see ``AVI_SUFFIXES``)."""
+    return Path(path).suffix.lower() in AVI_SUFFIXES
 
 
 def pick_encoder(codec: str) -> str:
@@ -76,7 +97,7 @@ def pick_encoder(codec: str) -> str:
 
 
 class Mp4Writer:
-    """One MP4 file: constant frame rate, yuv420p, even dimensions.
+    """One MP4 file (or, for an ``.avi`` path, MJPEG in AVI): constant frame rate, even dimensions.
 
     yuv420p is what every player decodes; it halves chroma in both directions, so width and height
     must be even: odd frames get their last column or row repeated.
@@ -84,7 +105,8 @@ class Mp4Writer:
     Fragmented (``FRAGMENTED_MP4_OPTIONS``, what ``VideoFileSink`` writes): the file plays up to
     its last complete fragment (at most ``FRAGMENT_S`` behind) even if the process is killed
     before ``close``. Plain (the default, for clips made as inputs): it plays only once ``close``
-    has written its index, and readers then know its frame count up front.
+    has written its index, and readers then know its frame count up front. An ``.avi`` path is
+    always plain, with the ``mjpeg`` encoder (``yuvj420p``) whatever ``codec`` says.
 
     Args:
         path: the file to create (overwritten).
@@ -116,9 +138,12 @@ class Mp4Writer:
         self.frames_written = 0
         self._encoded_width = width + width % 2
         self._encoded_height = height + height % 2
-        self.encoder = pick_encoder(codec)
+        avi = is_avi(path)
+        self.encoder = AVI_ENCODER if avi else pick_encoder(codec)
+        fragmented = fragmented and not avi
         options = dict(FRAGMENTED_MP4_OPTIONS) if fragmented else {}
-        self._container = av.open(str(path), mode="w", format="mp4", options=options)
+        container_format = "avi" if avi else "mp4"
+        self._container = av.open(str(path), mode="w", format=container_format, options=options)
         try:
             rate = Fraction(fps).limit_denominator(1001)
             stream = self._container.add_stream(self.encoder, rate=rate)
@@ -126,7 +151,8 @@ class Mp4Writer:
             self._stream = stream
             self._stream.width = self._encoded_width
             self._stream.height = self._encoded_height
-            self._stream.pix_fmt = "yuv420p"
+            # MJPEG takes full-range (JPEG) YUV; every other encoder here takes yuv420p.
+            self._stream.pix_fmt = "yuvj420p" if avi else "yuv420p"
             if fragmented:
                 self._stream.codec_context.gop_size = max(1, round(fps * FRAGMENT_S))
             if self.encoder == "libx264":
@@ -134,6 +160,9 @@ class Mp4Writer:
                 self._stream.options = {"preset": "veryfast", "crf": "23"}
             elif self.encoder == FALLBACK_ENCODER:
                 self._stream.bit_rate = int(self._encoded_width * self._encoded_height * fps * 0.2)
+            elif avi:
+                pixels_per_s = self._encoded_width * self._encoded_height * fps
+                self._stream.bit_rate = int(pixels_per_s * AVI_BITS_PER_PIXEL)
         except Exception:
             self._container.close()
             raise

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sinks.base import ErrorCallback, Sink, SinkCounters, SinkStats, sink_name
+from sinks.log_throttle import KeyedLogThrottle
 from sinks.predictions import iter_frames
 from sinks.worker import DEFAULT_MAX_QUEUE, SinkWorker
 
@@ -139,9 +140,18 @@ class MultiSink:
         self.close()
 
 
+_UNSET: Any = object()
+"""Marks an argument not given, since ``None`` is a valid prediction."""
+
+_SINK_ERRORS = KeyedLogThrottle()
+"""One throttle shared by every ``multi_sink(predictions, video_frame, sinks=...)`` call."""
+
+
 def multi_sink(
-    *args: Any,
+    predictions: Any = _UNSET,
+    video_frame: Any = _UNSET,
     sinks: Sequence[Callable[[Any, Any], Any]] | None = None,
+    *,
     on_error: ErrorCallback | None = None,
     max_queue: int = DEFAULT_MAX_QUEUE,
 ) -> MultiSink | None:
@@ -149,10 +159,15 @@ def multi_sink(
 
     Two call forms:
 
-    - ``multi_sink(sinks)`` returns a ``MultiSink``: each sink on its own worker, isolated.
-    - ``multi_sink(predictions, video_frame, sinks=[...])`` is Roboflow's form, used through
-      ``functools.partial(multi_sink, sinks=[...])``: it calls each sink in turn on this frame,
-      logging and swallowing a sink's exception so the others still run.
+    - ``multi_sink(sinks)`` or ``multi_sink(sinks=[...])`` returns a ``MultiSink``: each sink on
+      its own worker, isolated.
+    - ``multi_sink(predictions, video_frame, sinks=[...])`` is Roboflow's form (positional or by
+      keyword), used through ``functools.partial(multi_sink, sinks=[...])``: it calls each sink in
+      turn with the same arguments (a multi-source batch stays lists), logging a sink's exception
+      (each distinct one once with its traceback, then throttled) so the others still run.
+
+    Raises:
+        TypeError: the arguments match neither form.
 
     Examples:
         >>> video = VideoFileSink.init("out.mp4")  # doctest: +SKIP
@@ -161,21 +176,31 @@ def multi_sink(
         >>> pipeline = InferencePipeline.init(..., on_prediction=fan_out)  # doctest: +SKIP
         >>> fan_out.close()  # doctest: +SKIP
     """
-    if len(args) == 1 and sinks is None:
-        return MultiSink(args[0], on_error=on_error, max_queue=max_queue)
-    if len(args) == 3 and sinks is None:
-        sinks = args[2]
-        args = args[:2]
-    if len(args) != 2 or sinks is None:
+    if video_frame is _UNSET:
+        if sinks is None and predictions is not _UNSET:
+            sinks, predictions = predictions, _UNSET
+        if predictions is _UNSET and sinks is not None:
+            return MultiSink(sinks, on_error=on_error, max_queue=max_queue)
+    if predictions is _UNSET or video_frame is _UNSET or sinks is None:
         raise TypeError(
             "use multi_sink(sinks) or multi_sink(predictions, video_frame, sinks=[...])"
         )
-    predictions, video_frame = args
     for sink in sinks:
         try:
             sink(predictions, video_frame)
         except Exception as error:
-            logger.exception("sink %r failed on this frame", sink)
+            name = sink_name(sink)
+            kind = type(error).__name__
+            _SINK_ERRORS.log(
+                logger,
+                logging.ERROR,
+                (name, kind, str(error)),
+                "could not send the prediction to sink %s: %s: %s",
+                name,
+                kind,
+                error,
+                exc_info=error,
+            )
             if on_error is not None:
-                on_error(sink_name(sink), error)
+                on_error(name, error)
     return None

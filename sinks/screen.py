@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import cv2
 import numpy as np
 import supervision as sv
 
-from sinks.annotate import annotated_frame
-from sinks.base import Sink
+from sinks.base import Sink, SinkState
 from sinks.display import display_problem
 from sinks.errors import DisplayUnavailableError
+from sinks.render import DEFAULT_FPS_MONITOR, ImageWithSourceID, annotator_list, render_frame
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +32,15 @@ class ScreenSink(Sink):
     ``DisplayUnavailableError`` once and then stays ``FAILED``: later frames are counted as dropped,
     never raised again, so a headless run logs one clear line instead of one per frame.
 
+    Frames are drawn by ``sinks.render.render_frame``, the path ``render_boxes`` and
+    ``VideoFileSink`` share.
+
     Args:
         display_size: ``(width, height)`` to letterbox every frame into, or None for native size.
-        fps_overlay: draw the rate at which this window receives frames in its corner.
+        fps_overlay: draw Roboflow's statistics (latency, and the rate at which this window
+            receives frames) in the bottom-left corner.
+        annotator: a supervision annotator or a list of them; None draws ours (masks, boxes,
+            labels).
 
     Examples:
         >>> screen = ScreenSink(display_size=(1280, 720))  # doctest: +SKIP
@@ -45,23 +52,53 @@ class ScreenSink(Sink):
         *,
         display_size: tuple[int, int] | None = None,
         fps_overlay: bool = True,
+        annotator: Any = None,
         name: str = "screen",
     ) -> None:
         super().__init__(name)
         self.display_size = display_size
         self.fps_overlay = fps_overlay
+        self.annotators = annotator_list(annotator)
         self._display_checked = False
         self._windows: set[str] = set()
         self._fps_monitors: dict[str, sv.FPSMonitor] = {}
 
     def _write(self, detections: sv.Detections, frame: Any) -> None:
         self._ensure_display()
-        image = annotated_frame(detections, frame)
-        if self.display_size is not None:
-            image = sv.letterbox_image(image, self.display_size)
+        fps_value = None
         if self.fps_overlay:
-            image = self._draw_fps(np.array(image), frame.video_identifier)
-        title = WINDOW_TITLE.format(video_identifier=frame.video_identifier)
+            monitor = self._fps_monitors.setdefault(frame.video_identifier, sv.FPSMonitor())
+            monitor.tick()
+            fps_value = monitor.fps
+        image = render_frame(
+            detections,
+            frame,
+            annotators=self.annotators,
+            display_size=self.display_size,
+            display_statistics=self.fps_overlay,
+            fps_value=fps_value,
+        )
+        self._show(WINDOW_TITLE.format(video_identifier=frame.video_identifier), image)
+
+    def show(self, title: str, image: np.ndarray) -> bool:
+        """Show an image drawn elsewhere (``render_boxes``, ``display_image``) in window ``title``.
+
+        Returns:
+            False when the sink no longer takes frames (failed or closed): the image is counted
+            as dropped.
+
+        Raises:
+            DisplayUnavailableError: at the first image only, when no display can be opened.
+        """
+        with self._close_lock:
+            if self.state is not SinkState.OPEN:
+                self.stats.add(dropped=1)
+                return False
+            self._ensure_display()
+            self._show(title, image)
+            return True
+
+    def _show(self, title: str, image: np.ndarray) -> None:
         new_window = title not in self._windows
         if new_window:
             # GUI_NORMAL: no Qt toolbar or status bar, the window shows exactly the frame.
@@ -81,20 +118,6 @@ class ScreenSink(Sink):
             self._fail()
             raise DisplayUnavailableError(problem)
         self._display_checked = True
-
-    def _draw_fps(self, image: np.ndarray, video_identifier: str) -> np.ndarray:
-        monitor = self._fps_monitors.setdefault(video_identifier, sv.FPSMonitor())
-        monitor.tick()
-        fps = monitor.fps
-        if fps <= 0:  # a rate needs two frames
-            return image
-        scale = max(0.4, image.shape[1] / 1600)
-        origin = (int(10 * scale / 0.4), int(24 * scale / 0.4))
-        text = f"{fps:.1f} FPS"
-        font = cv2.FONT_HERSHEY_SIMPLEX
-        cv2.putText(image, text, origin, font, scale, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(image, text, origin, font, scale, (255, 255, 255), 1, cv2.LINE_AA)
-        return image
 
     def _close(self) -> None:
         for title in self._windows:
@@ -124,38 +147,119 @@ def _place_window(title: str, width: int) -> None:
     cv2.moveWindow(title, x, 0)
 
 
-_DEFAULT_SCREENS: dict[tuple[tuple[int, int] | None, bool], ScreenSink] = {}
-_DEFAULT_SCREENS_LOCK = threading.Lock()
+_DEFAULT_SCREEN: ScreenSink | None = None
+_DEFAULT_SCREEN_LOCK = threading.Lock()
+
+
+def _default_screen() -> ScreenSink:
+    """The process-wide windows of ``render_boxes`` and ``display_image``: one display check."""
+    global _DEFAULT_SCREEN
+    with _DEFAULT_SCREEN_LOCK:
+        if _DEFAULT_SCREEN is None:
+            _DEFAULT_SCREEN = ScreenSink(name="render_boxes")
+        return _DEFAULT_SCREEN
+
+
+def display_image(image: ImageWithSourceID | list[ImageWithSourceID]) -> None:
+    """Show ``(source_id, image)`` (or a list of them) on screen: ``render_boxes``' default.
+
+    Roboflow's ``on_frame_rendered`` default, with our windows: one per entry, titled
+    ``"sam3-stream: source <id>"``, side by side (Roboflow tiles a list into one window). When
+    ``render_boxes`` calls it, windows are titled by each frame's ``video_identifier`` instead.
+
+    Raises:
+        DisplayUnavailableError: at the first image only, when no display can be opened; later
+            images are dropped quietly.
+    """
+    entries = image if isinstance(image, list) else [image]
+    screen = _default_screen()
+    for source_id, picture in entries:
+        if picture is not None:
+            label = "N/A" if source_id is None else source_id
+            screen.show(WINDOW_TITLE.format(video_identifier=f"source {label}"), picture)
 
 
 def render_boxes(
     predictions: Any,
     video_frame: Any,
+    annotator: Any = None,
+    display_size: tuple[int, int] | None = (1280, 720),
+    fps_monitor: sv.FPSMonitor | None = DEFAULT_FPS_MONITOR,
+    display_statistics: bool = False,
+    on_frame_rendered: Callable[[Any], None] = display_image,
     *,
-    display_size: tuple[int, int] | None = None,
-    fps_overlay: bool = True,
+    fps_overlay: bool | None = None,
 ) -> None:
-    """Show the annotated frame in a window per source: a ready-made ``on_prediction``.
+    """Draw the detections on the frame and show it (or hand it on): a ready-made ``on_prediction``.
 
-    Same call shape as Roboflow's ``render_boxes``, so ``on_prediction=render_boxes`` and
-    ``functools.partial(render_boxes, display_size=(1280, 720))`` work unchanged. Backed by one
-    ``ScreenSink`` per set of options, kept for the life of the process.
+    Roboflow's ``render_boxes`` with its signature and defaults, so ``on_prediction=render_boxes``
+    and ``functools.partial(render_boxes, fps_monitor=sv.FPSMonitor(), display_statistics=True)``
+    work unchanged. Drawing is ``sinks.render.render_frame``.
 
     Args:
-        predictions: ``sv.Detections`` or a workflow result dict.
-        video_frame: the ``VideoFrame`` (or a list of them, one per source).
-        display_size: ``(width, height)`` to letterbox into, or None for native size.
-        fps_overlay: draw the window's frame rate in its corner.
+        predictions: ``sv.Detections`` or a workflow result dict; a list of them (``None`` where a
+            source had no frame) in a multi-source batch.
+        video_frame: the ``VideoFrame``, or a list of them (``None`` entries allowed).
+        annotator: a supervision annotator or list of them; None draws ours (masks, boxes,
+            ``"class #id score"`` labels coloured per tracker id).
+        display_size: ``(width, height)`` to letterbox into (default 1280x720, as Roboflow's), or
+            None for the native size.
+        fps_monitor: ticked once per frame; its rate is the THROUGHPUT line. None: no rate.
+        display_statistics: draw LATENCY and THROUGHPUT in the bottom-left corner.
+        on_frame_rendered: called with ``(video_frame.source_id, image)`` for a single frame, or
+            with ``[(batch position, image), ...]`` for a list (a black 256x256 image where a
+            source had no frame). The default, ``display_image``, opens one window per source
+            titled ``"sam3-stream: <video_identifier>"``; any other callback opens none.
+        fps_overlay: our older name of ``display_statistics``; when given, it wins.
 
     Raises:
-        DisplayUnavailableError: at the first frame only, when no display can be opened.
+        DisplayUnavailableError: with the default display, at the first frame only, when no
+            display can be opened; later frames are dropped quietly.
+
+    Examples:
+        >>> from functools import partial  # doctest: +SKIP
+        >>> sink = partial(render_boxes, on_frame_rendered=writer.write)  # doctest: +SKIP
     """
-    # A list from a config file must find the same window as the tuple it spells.
-    size = None if display_size is None else (int(display_size[0]), int(display_size[1]))
-    key = (size, fps_overlay)
-    with _DEFAULT_SCREENS_LOCK:
-        screen = _DEFAULT_SCREENS.get(key)
-        if screen is None:
-            screen = ScreenSink(display_size=size, fps_overlay=fps_overlay)
-            _DEFAULT_SCREENS[key] = screen
-    screen.on_prediction(predictions, video_frame)
+    if fps_overlay is not None:
+        display_statistics = fps_overlay
+    sequential = not isinstance(video_frame, list)
+    frames: list[Any] = [video_frame] if sequential else list(video_frame)
+    if sequential:
+        per_frame: list[Any] = [predictions]
+    elif isinstance(predictions, list):
+        per_frame = predictions
+    else:
+        per_frame = [predictions] * len(frames)
+    screen = _default_screen() if on_frame_rendered is display_image else None
+    if screen is not None and screen.state is not SinkState.OPEN:
+        screen.stats.add(dropped=sum(frame is not None for frame in frames))
+        return  # failed or closed: do not draw what nobody will see
+    fps_value = None
+    if fps_monitor is not None:
+        for _ in range(sum(frame is not None for frame in frames)):
+            fps_monitor.tick()
+        fps_value = fps_monitor.fps
+    annotators = annotator_list(annotator)
+    images: list[ImageWithSourceID] = [
+        (
+            position,
+            render_frame(
+                frame_predictions,
+                frame,
+                annotators=annotators,
+                display_size=display_size,
+                display_statistics=display_statistics,
+                fps_value=fps_value,
+            ),
+        )
+        for position, (frame_predictions, frame) in enumerate(zip(per_frame, frames, strict=False))
+    ]
+    if screen is not None:
+        for (_, image), frame in zip(images, frames, strict=False):
+            if frame is not None:
+                title = WINDOW_TITLE.format(video_identifier=frame.video_identifier)
+                screen.show(title, image)
+    elif sequential:
+        on_frame_rendered((video_frame.source_id, images[0][1]))
+    else:
+        on_frame_rendered(images)

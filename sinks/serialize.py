@@ -8,6 +8,9 @@ and the service's Server-Sent Events::
      "objects": [{"tracker_id": 3, "class_name": "person", "class_id": 0, "confidence": 0.91,
                   "bbox": [x1, y1, x2, y2], "mask": {"size": [1080, 1920], "counts": "..."}}]}
 
+``timestamp`` is the frame's ``frame_timestamp`` in UTC with its offset. ``frame_timestamp`` itself
+is a naive local-time ``datetime``, as in Roboflow; JSON carries the unambiguous instant.
+
 ``bbox`` is xyxy in pixels of the original frame, rounded to 0.01. ``mask`` is COCO run-length
 encoding (``"rle"``: ``size`` is ``[height, width]``, ``counts`` the compressed string pycocotools
 reads), COCO polygons (``"polygon"``: a list of flat ``[x1, y1, x2, y2, ...]`` lists), or null
@@ -19,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -132,11 +136,25 @@ def frame_record(
         "source_id": int(frame.source_id),
         "frame_id": int(frame.frame_id),
         "epoch": int(frame.epoch),
-        "timestamp": timestamp.isoformat() if timestamp is not None else None,
+        "timestamp": utc_isoformat(timestamp) if timestamp is not None else None,
         "width": int(width),
         "height": int(height),
         "objects": object_records(detections, mask_format),
     }
+
+
+def utc_isoformat(timestamp: datetime) -> str:
+    """ISO 8601 in UTC with its offset; a naive ``timestamp`` is taken as the machine's local time.
+
+    Frames and status events carry naive local times (Roboflow's convention, so
+    ``datetime.now() - frame.frame_timestamp`` works); JSON that leaves the process must name the
+    instant without knowing the sender's zone.
+
+    Examples:
+        >>> utc_isoformat(datetime(2025, 1, 1, 12, 0, tzinfo=UTC))
+        '2025-01-01T12:00:00+00:00'
+    """
+    return timestamp.astimezone(UTC).isoformat()
 
 
 def dumps(record: Any) -> str:

@@ -19,8 +19,9 @@ def parse_sink_spec(spec: str) -> Sink:
     """Build the sink ``spec`` names.
 
     Args:
-        spec: ``screen``, ``video:PATH`` (annotated MP4; PATH ends in ``.mp4``, ``.m4v`` or
-            ``.mov`` and can be created), ``jsonl:PATH`` (JSON lines, RLE masks),
+        spec: ``screen``, ``video:PATH`` (annotated video at native size; PATH ends in ``.mp4``,
+            ``.m4v``, ``.mov`` or ``.avi`` and can be created), ``jsonl:PATH`` (JSON lines, RLE
+            masks),
             ``webhook:URL`` (``http://`` or ``https://``), or ``udp:HOST:PORT`` (IPv6 hosts in
             brackets: ``udp:[::1]:9000``).
 
@@ -47,7 +48,8 @@ def parse_sink_spec(spec: str) -> Sink:
             from sinks.video_file import VideoFileSink
 
             check_video_file_name(argument)  # before any path is looked at or file created
-            return VideoFileSink.init(_checked_path(spec, argument))
+            # The constructor, not init(): native size and the source fps, as the CLI promises.
+            return VideoFileSink(_checked_path(spec, argument))
         if kind == "jsonl" and argument:
             from sinks.jsonl import JsonlSink
 

@@ -1,4 +1,4 @@
-"""Write annotated frames to MP4 files, one per source, finalised whatever way the process ends."""
+"""Write annotated frames to video files, one per source, finalised however the process ends."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from typing import Any
 import av
 import supervision as sv
 
-from sinks.annotate import annotated_frame
 from sinks.base import Sink, SinkState
 from sinks.errors import SinkConfigError, SinkWriteError
 from sinks.mp4 import Mp4Writer, check_video_file_name
+from sinks.render import DEFAULT_FPS_MONITOR, annotator_list, render_frame
 
 logger = logging.getLogger(__name__)
 
@@ -69,47 +69,79 @@ atexit.register(_release_open_sinks)
 
 
 class VideoFileSink(Sink):
-    """Annotated MP4 output: ``VideoFileSink.init("out.mp4")``, then its ``on_prediction``.
+    """Annotated video output: ``VideoFileSink.init("out.mp4")``, then its ``on_prediction``.
 
-    A pipeline with several sources gets one file per ``video_identifier``: source 0 writes to
+    Two ways in, one sink:
+
+    - ``VideoFileSink.init(...)`` is Roboflow's, with its defaults: frames letterboxed to
+      1280x720, written at 25 fps, and ``"Writing frame N"`` printed per frame (``quiet=False``).
+    - The constructor keeps ours: native size, the source's fps, silent. The ``video:`` sink spec
+      and ``sam3-stream demo`` use it.
+
+    A pipeline with several sources gets one file per ``video_identifier`` (Roboflow tiles them
+    into one mosaic; one file holds one timeline, and sources differ in fps): source 0 writes to
     ``video_file_name`` itself, every other source to ``<stem>.<video_identifier><suffix>`` (the
-    identifier made safe for a file name), because one MP4 holds one picture size and one timeline.
+    identifier made safe for a file name).
 
-    The file is finalised (encoder flushed, last fragment written) by ``release()``/``close()``,
-    by the pipeline on ``terminate()`` and on SIGINT/SIGTERM, and by an ``atexit`` hook on any
-    normal interpreter exit, so it plays to its last frame. It is a fragmented MP4
-    (``sinks.mp4.Mp4Writer``), so a process killed outright (SIGKILL, power cut) still leaves a
-    file that plays up to its last complete fragment, at most ``sinks.mp4.FRAGMENT_S`` short.
+    ``.mp4``, ``.m4v`` and ``.mov`` are written as fragmented MP4 (``sinks.mp4.Mp4Writer``, h264
+    by default): a process killed outright (SIGKILL, power cut) still leaves a file that plays up
+    to its last complete fragment, at most ``sinks.mp4.FRAGMENT_S`` short. ``.avi`` is MJPEG in
+    AVI, as Roboflow writes it; AVI is not kill-safe (its index is written at the end). Either is
+    finalised (encoder flushed, index or last fragment written) by ``release()``/``close()``, by
+    the pipeline on ``terminate()`` and on SIGINT/SIGTERM, and by an ``atexit`` hook on any
+    normal interpreter exit.
 
     Checked when the sink is made, so a bad name fails before any model loads: the name must end
-    in ``.mp4``, ``.m4v`` or ``.mov``, and the file must be creatable (a directory that exists but
-    refuses new files, such as ``/proc``, is refused here, not at the first frame). A write that
-    fails later (disk full) raises ``SinkWriteError`` once; the sink then stops taking frames.
+    in ``.mp4``, ``.m4v``, ``.mov`` or ``.avi``, and the file must be creatable (a directory that
+    exists but refuses new files, such as ``/proc``, is refused here, not at the first frame). A
+    write that fails later (disk full) raises ``SinkWriteError`` once; the sink then stops taking
+    frames.
 
     Args:
-        video_file_name: path of the MP4 to write; its directory must exist.
+        video_file_name: path of the file to write; its directory must exist.
+        annotator: a supervision annotator or a list of them; None draws ours (masks, boxes,
+            labels).
+        display_size: ``(width, height)`` to letterbox each drawn frame into, or None (native).
+        fps_monitor: an ``sv.FPSMonitor`` ticked per frame, for the THROUGHPUT statistic.
+        display_statistics: draw Roboflow's LATENCY / THROUGHPUT lines on each frame.
         output_fps: frame rate written in the file; None takes the source's declared fps, then its
             measured fps, then ``DEFAULT_FPS``.
+        quiet: False prints ``"Writing frame N"`` (carriage return, no newline) per frame.
+        video_frame_size: ``(width, height)`` of the file; frames of another size are
+            letterboxed into it. None: the size of the first drawn frame.
         codec: ``"h264"`` (libx264; falls back to mpeg4 with a warning when PyAV lacks it) or an
-            FFmpeg encoder name.
-        annotate_frames: draw masks, boxes and labels (True) or write the raw frames.
+            FFmpeg encoder name; ignored for ``.avi`` (always ``mjpeg``). None: ``"h264"``.
+        annotate_frames: draw the detections (True) or write the bare frames.
     """
 
     def __init__(
         self,
         video_file_name: str | Path,
-        *,
+        annotator: Any = None,
+        display_size: tuple[int, int] | None = None,
+        fps_monitor: sv.FPSMonitor | None = None,
+        display_statistics: bool = False,
         output_fps: float | None = None,
-        codec: str = "h264",
+        quiet: bool = True,
+        video_frame_size: tuple[int, int] | None = None,
+        *,
+        codec: str | None = None,
         annotate_frames: bool = True,
     ) -> None:
         super().__init__(f"video:{video_file_name}")
         self.path = Path(video_file_name)
         check_video_file_name(self.path)
         _check_creatable(self.path)
+        self.annotators = annotator_list(annotator)
+        self.display_size = display_size
+        self.fps_monitor = fps_monitor
+        self.display_statistics = display_statistics
         self.output_fps = output_fps
-        self.codec = codec
+        self.quiet = quiet
+        self.video_frame_size = video_frame_size
+        self.codec = codec or "h264"
         self.annotate_frames = annotate_frames
+        self._frame_index = 0
         self._lock = threading.Lock()
         self._writers: dict[str, Mp4Writer] = {}
         self._paths: dict[str, Path] = {}
@@ -119,10 +151,37 @@ class VideoFileSink(Sink):
 
     @classmethod
     def init(
-        cls, video_file_name: str | Path, output_fps: float | None = None, codec: str = "h264"
+        cls,
+        video_file_name: str | Path,
+        annotator: Any = None,
+        display_size: tuple[int, int] | None = (1280, 720),
+        fps_monitor: sv.FPSMonitor | None = DEFAULT_FPS_MONITOR,
+        display_statistics: bool = False,
+        output_fps: float = 25,
+        quiet: bool = False,
+        video_frame_size: tuple[int, int] = (1280, 720),
+        *,
+        codec: str | None = None,
     ) -> VideoFileSink:
-        """Create the sink; the Roboflow-style spelling of the constructor."""
-        return cls(video_file_name, output_fps=output_fps, codec=codec)
+        """Create the sink with Roboflow's signature and defaults (see the class docstring).
+
+        Examples:
+            >>> sink = VideoFileSink.init("output.avi", quiet=True)  # doctest: +SKIP
+            >>> pipeline = InferencePipeline.init(..., on_prediction=sink.on_prediction)
+            ... # doctest: +SKIP
+            >>> sink.release()  # doctest: +SKIP
+        """
+        return cls(
+            video_file_name,
+            annotator=annotator,
+            display_size=display_size,
+            fps_monitor=fps_monitor,
+            display_statistics=display_statistics,
+            output_fps=output_fps,
+            quiet=quiet,
+            video_frame_size=video_frame_size,
+            codec=codec,
+        )
 
     @property
     def files(self) -> dict[str, Path]:
@@ -135,7 +194,22 @@ class VideoFileSink(Sink):
         self.close()
 
     def _write(self, detections: sv.Detections, frame: Any) -> None:
-        image = annotated_frame(detections, frame) if self.annotate_frames else frame.image
+        fps_value = None
+        if self.fps_monitor is not None:
+            self.fps_monitor.tick()
+            fps_value = self.fps_monitor.fps
+        image = render_frame(
+            detections,
+            frame,
+            annotators=self.annotators if self.annotate_frames else [],
+            display_size=self.display_size,
+            display_statistics=self.display_statistics,
+            fps_value=fps_value,
+        )
+        if self.video_frame_size is not None:
+            width, height = (int(side) for side in self.video_frame_size)
+            if image.shape[:2] != (height, width):
+                image = sv.letterbox_image(image, (width, height))
         # Encoding runs on the sink's own thread and the caller waits for it. Python runs signal
         # handlers on the main thread only, so a SIGTERM that raises SystemExit there cannot cut
         # in between encoding a frame and muxing its packets (a lost packet corrupts every later
@@ -155,8 +229,11 @@ class VideoFileSink(Sink):
             try:
                 writer = self._writers.get(frame.video_identifier)
                 if writer is None:
-                    writer = self._open_writer(frame)
+                    writer = self._open_writer(frame, image)
                 writer.write(image)
+                if not self.quiet:
+                    print(f"Writing frame {self._frame_index}", end="\r", flush=True)
+                self._frame_index += 1
             except (OSError, av.FFmpegError) as error:
                 # Disk full or file gone: every later frame would fail the same way.
                 self._fail()
@@ -164,7 +241,7 @@ class VideoFileSink(Sink):
                 raise SinkWriteError(f"cannot write {self.path}: {reason}") from error
         self.stats.add(frames_written=1)
 
-    def _open_writer(self, frame: Any) -> Mp4Writer:
+    def _open_writer(self, frame: Any, image: Any) -> Mp4Writer:
         path = self._path_for(frame)
         fps = self.output_fps or frame.fps or frame.measured_fps
         if not fps or fps <= 0:
@@ -175,7 +252,7 @@ class VideoFileSink(Sink):
                 DEFAULT_FPS,
             )
             fps = DEFAULT_FPS
-        height, width = frame.image.shape[:2]
+        height, width = image.shape[:2]
         writer = Mp4Writer(
             path, width=width, height=height, fps=float(fps), codec=self.codec, fragmented=True
         )

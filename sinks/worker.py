@@ -10,7 +10,7 @@ from typing import Any
 from sinks.base import ErrorCallback, SinkStats, close_sink
 from sinks.errors import SinkError
 from sinks.frame_queue import FrameQueue
-from sinks.log_throttle import LogThrottle
+from sinks.log_throttle import KeyedLogThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +29,10 @@ class SinkWorker:
     the oldest queued live frame is dropped and counted, so a lagging sink shows recent frames and
     the camera keeps its rate.
 
-    Exceptions raised by the sink are caught on the worker thread, counted, logged (throttled) and
-    passed to ``on_error(name, exception)``; they never reach the pipeline.
+    Exceptions raised by the sink are caught on the worker thread, counted, logged and passed to
+    ``on_error(name, exception)``; they never reach the pipeline. Each distinct error (type and
+    message) is logged the first time with its traceback, then at most once a minute with a count
+    (``KeyedLogThrottle``); a ``SinkError`` is logged as one line, since its message is the fix.
 
     Args:
         sink: any ``sink(predictions, video_frame)`` callable.
@@ -53,7 +55,7 @@ class SinkWorker:
         self.on_error = on_error
         self.stats = SinkStats()
         self._queue: FrameQueue[_Job] = FrameQueue(max_queue, is_live=_is_live)
-        self._error_log = LogThrottle()
+        self._error_log = KeyedLogThrottle()
         self._thread = threading.Thread(target=self._run, name=f"sink-{name}", daemon=True)
         self._thread.start()
 
@@ -101,17 +103,16 @@ class SinkWorker:
                 self._queue.task_done()
 
     def _log_error(self, error: Exception) -> None:
-        suppressed = self._error_log.allow()
-        if suppressed is None:
-            return
         # A user-facing SinkError (no display...) says what to do; a traceback would bury that.
-        first_bug = self.stats.errors == 1 and not isinstance(error, SinkError)
-        logger.error(
-            "sink %s failed on a frame (%d similar errors suppressed): %s",
+        self._error_log.log(
+            logger,
+            logging.ERROR,
+            (type(error).__name__, str(error)),
+            "sink %s failed on a frame: %s: %s",
             self.name,
-            suppressed,
+            type(error).__name__,
             error,
-            exc_info=error if first_bug else None,
+            exc_info=None if isinstance(error, SinkError) else error,
         )
 
 

@@ -86,7 +86,7 @@ class EventRecorder(CallRecorder[StatusUpdate]):
         """The first change of source ``source_id`` into ``state`` among ``received[after:]``."""
         return self.wait_for_item(
             lambda e: (
-                e.event_type == "SOURCE_STATE_CHANGED"
+                e.event_type == "SOURCE_STATE_UPDATE"
                 and e.payload["source_id"] == source_id
                 and e.payload["new"] == state
             ),

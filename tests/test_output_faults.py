@@ -117,8 +117,10 @@ def test_an_api_video_sink_with_a_non_video_extension_is_a_422_naming_sinks(
             )
             assert response.status_code == 422, response.text
             [problem] = response.json()["detail"]
-            assert "sinks" in problem["loc"] and "video sink writes MP4" in problem["msg"]
+            assert "sinks" in problem["loc"] and "video sink writes" in problem["msg"]
         assert client.get("/streams").json()["streams"] == []
+    outputs = tmp_path / "state" / "outputs"
+    assert not any(outputs.iterdir()), "a refused video sink left a file in the output root"
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")

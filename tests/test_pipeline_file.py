@@ -141,7 +141,8 @@ def test_an_exception_from_on_prediction_is_a_sink_error_not_a_crash(
     )
     pipeline.start()
     assert pipeline.status().frames_processed == 30
-    assert [e.payload["sink"] for e in events.of_type("SINK_ERROR")] == ["flaky"] * 3
+    errors = events.of_type("INFERENCE_RESULTS_DISPATCHING_ERROR")  # Roboflow's event (issue 13)
+    assert [e.payload["sink"] for e in errors] == ["flaky"] * 3
 
 
 def test_class_names_and_threshold_change_at_runtime_from_the_next_frame(
@@ -189,8 +190,8 @@ def test_a_paused_file_waits_where_it_is_and_resumes_without_losing_a_frame(
     pipeline.resume_stream(0)
     assert pipeline.join(timeout=60)
     assert [f.frame_id for f in sink.frames] == list(range(1, 31))
-    with pytest.raises(ConfigError, match="source_id 3 does not exist"):
-        pipeline.mute_stream(3)
+    pipeline.mute_stream(3)  # no such source: ignored, as in Roboflow (issue 13)
+    assert pipeline.status().sources[0].stats.state == "ENDED"
 
 
 def test_video_identifiers_are_unique_in_the_process(
@@ -213,13 +214,11 @@ def test_lifecycle_calls_are_safe_in_every_order(clip: Path, pipelines: Pipeline
     pipeline.terminate()
     pipeline.terminate()
     assert pipeline.state == "TERMINATED" and pipeline.join(timeout=0)
-    with pytest.raises(RuntimeError, match="starts once"):
-        pipeline.start()
+    pipeline.start()  # a terminated pipeline runs again, as Roboflow's does (issue 13)
+    assert pipeline.state == "ENDED"
 
     done = pipelines(str(clip), "square", RecordingSink(), registry=StandInModel())
     done.start()
-    with pytest.raises(RuntimeError, match="starts once"):
-        done.start()
     done.terminate()
     assert done.state == "ENDED", "terminate after the end changes nothing"
 

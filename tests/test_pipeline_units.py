@@ -19,7 +19,7 @@ from pipeline.errors import ConfigError
 from pipeline.loop.dispatch import Dispatch, DispatchQueue
 from pipeline.loop.identifiers import claim_identifiers, release_identifiers
 from pipeline.loop.inference_pipeline import InferencePipeline
-from pipeline.loop.options import KEYWORD_OPTIONS, PipelineOptions
+from pipeline.loop.options import KEYWORD_OPTIONS, PipelineOptions, SinkMode, check_sink_mode
 from pipeline.loop.progress import ProgressReporter, format_file_progress, format_live_status
 from pipeline.loop.status import LatencySummary, LatencyWindow, SourceMetrics
 from pipeline.loop.status_events import StatusUpdate, UpdateSeverity
@@ -46,6 +46,21 @@ def test_a_full_dispatch_queue_drops_the_oldest_live_result_and_never_a_file_res
     dropped = queue.put(_dispatch(4, live=True))  # only file results besides: drop the oldest live
     assert dropped is not None and dropped.frame.frame_id == 3
     assert [queue.get(0).frame.frame_id for _ in range(2)] == [1, 4]
+
+
+def test_a_round_lists_one_entry_per_source_and_is_live_only_when_all_its_frames_are() -> None:
+    live, file = _dispatch(4, live=True), _dispatch(9, live=False)
+    batch = Dispatch.batch([None, live, file])
+    assert batch.result == [None, None, None] and batch.frame[0] is None
+    assert [frame.frame_id for frame, _ in batch.frames()] == [4, 9], "None entries skipped"
+    assert not batch.live, "a round holding a file frame is never dropped"
+    assert Dispatch.batch([live, None]).live
+
+
+def test_sink_mode_takes_a_member_or_its_value_in_any_case() -> None:
+    assert check_sink_mode(SinkMode.SEQUENTIAL) is SinkMode.SEQUENTIAL
+    assert check_sink_mode("ADAPTIVE") is SinkMode.ADAPTIVE
+    assert PipelineOptions.from_keywords("clip.mp4", "p", None).sink_mode is SinkMode.ADAPTIVE
 
 
 def test_a_file_result_waits_for_room_until_the_consumer_takes_one() -> None:
@@ -103,7 +118,7 @@ def test_processed_fps_follows_a_slow_model_without_flickering_to_zero() -> None
 
 
 def test_status_updates_are_json_ready() -> None:
-    update = StatusUpdate.now(UpdateSeverity.WARNING, "SOURCE_STATE_CHANGED", {"a": 1}, "source/0")
+    update = StatusUpdate.now(UpdateSeverity.WARNING, "SOURCE_STATE_UPDATE", {"a": 1}, "source/0")
     data = update.to_dict()
     assert data["severity"] == "WARNING" and data["context"] == "source/0"
     assert datetime.fromisoformat(data["timestamp"]).tzinfo is not None
@@ -205,6 +220,8 @@ def test_init_takes_exactly_the_keyword_options_of_pipeline_options() -> None:
         ({"max_objects": 0}, "max_objects"),
         ({"max_objects": 2.5}, "max_objects"),
         ({"max_objects": True}, "max_objects"),
+        ({"sink_mode": "tiles"}, "sink_mode"),
+        ({"exec_session_id": 7}, "exec_session_id"),
     ],
 )
 def test_a_bad_option_names_its_field_and_keeps_it_across_processes(

@@ -152,7 +152,7 @@ def test_file_frames_are_never_dropped_and_the_slowest_sink_sets_the_pace() -> N
 
 
 def test_close_delivers_what_is_queued_then_closes_every_sink(tmp_path: Path) -> None:
-    video = sinks.VideoFileSink.init(tmp_path / "out.mp4")
+    video = sinks.VideoFileSink(tmp_path / "out.mp4")
     jsonl = sinks.JsonlSink(tmp_path / "out.jsonl")
     fan_out = sinks.multi_sink([video.on_prediction, jsonl])
     for frame_id in range(10):

@@ -35,7 +35,9 @@ SHOW_SCRIPT = textwrap.dedent(
 
     left = make_frame(7, width=200, height=150, video_identifier="left", from_file=False)
     right = make_frame(7, width=120, height=90, video_identifier="right", source_id=1)
-    sinks.render_boxes({"predictions": make_detections(200, 150)}, left, fps_overlay=False)
+    sinks.render_boxes(
+        {"predictions": make_detections(200, 150)}, left, display_size=None, fps_overlay=False
+    )
     sinks.render_boxes(None, right, display_size=(64, 48))
     visible = {
         title: cv2.getWindowProperty(title, cv2.WND_PROP_VISIBLE)

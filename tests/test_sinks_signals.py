@@ -28,7 +28,7 @@ WRITER_SCRIPT = textwrap.dedent(
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)
-    video = sinks.VideoFileSink.init(sys.argv[1])
+    video = sinks.VideoFileSink(sys.argv[1])
     jsonl = sinks.JsonlSink(sys.argv[2])
     detections = make_detections()
     for frame_id in range(100_000):

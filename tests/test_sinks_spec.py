@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import av
 import pytest
 
 import sinks
 from pipeline.redact import redact
-from tests.sinks_helpers import RecordingServer, make_frame
+from tests.sinks_helpers import RecordingServer, make_detections, make_frame
 
 
 def test_every_kind_builds_its_sink(tmp_path: Path) -> None:
@@ -140,3 +141,21 @@ def test_a_webhook_url_with_an_ambiguous_password_is_refused_without_echoing_it(
     with pytest.raises(sinks.SinkConfigError) as direct:
         sinks.WebhookSink(url)
     assert "s3cret" not in str(direct.value)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".avi"])
+def test_video_specs_keep_the_native_size_and_source_fps(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"out{suffix}"
+    with sinks.parse_sink_spec(f"video:{path}") as sink:
+        for frame_id in range(3):
+            sink.on_prediction(
+                make_detections(96, 64, boxes=[(5, 5, 40, 40)]),
+                make_frame(frame_id, width=96, height=64, fps=12.0),
+            )
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = [f.to_ndarray(format="bgr24") for f in container.decode(stream)]
+        assert float(stream.average_rate or 0) == 12.0
+        assert (stream.codec_context.name == "mjpeg") == (suffix == ".avi")
+    assert [frame.shape for frame in frames] == [(64, 96, 3)] * 3

@@ -24,7 +24,7 @@ def decode(path: Path) -> tuple[list[np.ndarray], float]:
 def test_sixty_frames_decode_to_sixty_annotated_frames(tmp_path: Path) -> None:
     path = tmp_path / "out.mp4"
     detections = make_detections()
-    sink = sinks.VideoFileSink.init(str(path))
+    sink = sinks.VideoFileSink(str(path))
     for frame_id in range(60):
         sink.on_prediction({"predictions": detections}, make_frame(frame_id))
     sink.release()
@@ -48,7 +48,7 @@ def test_sixty_frames_decode_to_sixty_annotated_frames(tmp_path: Path) -> None:
 
 def test_output_fps_overrides_the_source(tmp_path: Path) -> None:
     path = tmp_path / "out.mp4"
-    with sinks.VideoFileSink.init(path, output_fps=10) as sink:
+    with sinks.VideoFileSink(path, output_fps=10) as sink:
         sink.on_prediction(make_detections(), make_frame())
 
     assert decode(path)[1] == 10.0
@@ -56,7 +56,7 @@ def test_output_fps_overrides_the_source(tmp_path: Path) -> None:
 
 def test_each_source_gets_its_own_suffixed_file(tmp_path: Path) -> None:
     path = tmp_path / "out.mp4"
-    sink = sinks.VideoFileSink.init(path)
+    sink = sinks.VideoFileSink(path)
     for frame_id in range(3):
         sink.on_prediction(
             [make_detections(), make_detections()],
@@ -79,7 +79,7 @@ def test_each_source_gets_its_own_suffixed_file(tmp_path: Path) -> None:
 
 def test_odd_sizes_are_padded_to_even_for_yuv420p(tmp_path: Path) -> None:
     path = tmp_path / "odd.mp4"
-    with sinks.VideoFileSink.init(path) as sink:
+    with sinks.VideoFileSink(path) as sink:
         sink.on_prediction(make_detections(), make_frame(width=99, height=75))
 
     frames, _ = decode(path)
@@ -88,7 +88,7 @@ def test_odd_sizes_are_padded_to_even_for_yuv420p(tmp_path: Path) -> None:
 
 def test_a_camera_that_comes_back_at_another_size_keeps_the_file_size(tmp_path: Path) -> None:
     path = tmp_path / "out.mp4"
-    with sinks.VideoFileSink.init(path) as sink:
+    with sinks.VideoFileSink(path) as sink:
         sink.on_prediction(make_detections(), make_frame(0))
         sink.on_prediction(None, make_frame(1, width=320, height=240, epoch=1))
 
@@ -103,7 +103,7 @@ def test_missing_h264_encoder_falls_back_to_mpeg4_with_a_warning(
     path = tmp_path / "out.mp4"
     with (
         caplog.at_level(logging.WARNING, logger="sinks.mp4"),
-        sinks.VideoFileSink.init(path) as sink,
+        sinks.VideoFileSink(path) as sink,
     ):
         for frame_id in range(5):
             sink.on_prediction(make_detections(), make_frame(frame_id))
@@ -118,7 +118,7 @@ def test_h264_is_used_when_pyav_has_libx264(tmp_path: Path) -> None:
     if mp4.pick_encoder("h264") != "libx264":
         pytest.skip("this PyAV build has no libx264")
     path = tmp_path / "out.mp4"
-    with sinks.VideoFileSink.init(path) as sink:
+    with sinks.VideoFileSink(path) as sink:
         sink.on_prediction(make_detections(), make_frame())
 
     with av.open(str(path)) as container:

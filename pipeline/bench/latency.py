@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -77,7 +77,7 @@ def run_pipeline_phase(
     started = time.monotonic()
 
     def record(predictions: Any, frame: Any) -> None:
-        age = (datetime.now(UTC) - frame.frame_timestamp).total_seconds()
+        age = (datetime.now() - frame.frame_timestamp).total_seconds()  # both naive local
         samples.append(AgeSample(time.monotonic() - started, age))
 
     width, height = size
@@ -106,7 +106,7 @@ def run_fifo_phase(
     def produce() -> None:
         period, next_at, index = 1.0 / fps, time.monotonic(), 0
         while not stop.is_set():
-            frames.put((index, draw_test_pattern(index, width, height, fps), datetime.now(UTC)))
+            frames.put((index, draw_test_pattern(index, width, height, fps), datetime.now()))
             index += 1
             next_at += period
             stop.wait(max(0.0, next_at - time.monotonic()))
@@ -128,7 +128,7 @@ def run_fifo_phase(
             threshold=0.0,
             epoch=0,
         )
-        age = (datetime.now(UTC) - grabbed).total_seconds()
+        age = (datetime.now() - grabbed).total_seconds()
         samples.append(AgeSample(time.monotonic() - started, age))
     stop.set()
     producer.join()

@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -98,7 +98,7 @@ def _video_frame(image: np.ndarray, stream: int, frame_id: int) -> Any:
     return VideoFrame(
         image=image,
         frame_id=frame_id,
-        frame_timestamp=datetime.now(UTC),
+        frame_timestamp=datetime.now(),  # naive local, as sources give
         source_id=stream,
         video_identifier=f"stream-{stream}",
         comes_from_video_file=True,

@@ -138,7 +138,7 @@ def _run_demo(
     from tracker import Sam3VideoTracker
 
     tracker = Sam3VideoTracker.from_pretrained(model, device=device)
-    video_sink = sinks.VideoFileSink.init(str(video_path))
+    video_sink = sinks.VideoFileSink(str(video_path))  # native size and fps, not init()'s 720p
     jsonl_sink = sinks.JsonlSink(jsonl_path)
     counts = {"frames": 0, "detections": 0}
 

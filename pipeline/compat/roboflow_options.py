@@ -9,7 +9,8 @@ Two tables, each the one place its rule lives:
   upload, another buffering policy).
 
 ``api_key`` is accepted and unused by both factories: a parameter of ``init_with_workflow`` (as
-in Roboflow's signature), an accepted argument of ``init``.
+in Roboflow's signature), an accepted argument of ``init``. ``sink_mode`` and ``exec_session_id``
+are in neither table: they are options of the pipeline itself (``PipelineOptions``).
 """
 
 from __future__ import annotations
@@ -102,7 +103,6 @@ ROBOFLOW_ONLY_OPTIONS: Mapping[str, str] = {
         "the result queue is small and fixed, to keep latency low; drop the argument (slow sinks "
         "show up as dispatch_dropped in status())"
     ),
-    "sink_mode": "sinks are called once per frame, never with multi-source batches",
     "batch_collection_timeout": (
         "a round of frames never waits for a slow source; sink_mode decides whether "
         "on_prediction gets one frame or a list per round"

@@ -11,19 +11,30 @@ Threads, and why each exists:
   (``use_main_thread=True``, as in Roboflow's pipeline: OpenCV windows want the main thread),
   which then blocks until the pipeline ends.
 
+With several sources, ``sink_mode`` (Roboflow's ``SinkMode``) decides how ``on_prediction`` is
+called: ``ADAPTIVE`` (default) hands one source's results one by one and several sources' results
+as rounds, lists with one entry per source (``None`` where a source had no frame); ``BATCH`` always
+hands rounds, ``SEQUENTIAL`` never.
+
 Faults stay local: an inference error on one frame is counted and reported and the loop goes on;
-an exception from ``on_prediction`` is a sink error, counted and reported likewise. Everything is
+an exception from ``on_prediction`` is counted, reported (``INFERENCE_RESULTS_DISPATCHING_ERROR``)
+and logged with its traceback once per distinct error, and the loop goes on likewise. Everything is
 reported to ``status_update_handlers`` as ``StatusUpdate`` events and summarised by ``status()``.
+
+A pipeline that ended (or was terminated) can be started again, as Roboflow's can: its sources run
+again from the start (a file is read again), frame ids continue above the previous run's and the
+epoch goes up by one, so the tracker reseeds and tracker ids continue.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import supervision as sv
 
@@ -37,19 +48,22 @@ from pipeline.loop.dispatch import Dispatch, DispatchQueue
 from pipeline.loop.identifiers import claim_identifiers, release_identifiers
 from pipeline.loop.options import (
     PipelineOptions,
+    SinkMode,
     check_class_names,
     check_threshold_option,
+    mint_exec_session_id,
     tracker_of,
 )
 from pipeline.loop.progress import ProgressReporter
 from pipeline.loop.status import PipelineState, PipelineStatus, SourceMetrics
 from pipeline.loop.status_events import StatusEmitter, StatusUpdateHandler
 from pipeline.redact import redact
-from pipeline.sources import RoundRobinReader, VideoSource, make_sources
+from pipeline.sources import RoundRobinReader, VideoSource, make_source, make_sources
 from pipeline.video_frame import VideoFrame
 from sinks import SinkCounters
 from sinks.base import sink_name
-from sinks.log_throttle import LogThrottle
+from sinks.errors import SinkError
+from sinks.log_throttle import KeyedLogThrottle, LogThrottle
 from tracker.detections import empty_detections
 from tracker.weights import REAL_MODEL, resolve_model
 
@@ -58,6 +72,7 @@ logger = logging.getLogger(__name__)
 _STOP_WAIT_S = 0.5  # terminate(): longest wait for busy threads before they are abandoned
 _IDLE_WAKE_S = 0.5  # the inference loop re-checks pauses and drop counters at least this often
 _DROPS_REPORT_EVERY_S = 1.0
+_RERUN_JOIN_S = 10.0  # start() after the end: longest wait for the previous run's threads
 
 
 _SET_BY_WORKFLOW = ("class_names", "threshold", "model")
@@ -102,6 +117,10 @@ class InferencePipeline:
         self._events = StatusEmitter(options.status_update_handlers)
         self._model_name = model_name
         self._result: ResultMapper = result or (lambda detections: detections)
+        self._exec_session_id = options.exec_session_id or mint_exec_session_id()
+        self._batch = options.sink_mode is SinkMode.BATCH or (
+            options.sink_mode is SinkMode.ADAPTIVE and len(self._sources) > 1
+        )
         self._fan_out: sinks.MultiSink | None = None
         on_prediction = options.on_prediction
         if isinstance(on_prediction, tuple):
@@ -111,24 +130,32 @@ class InferencePipeline:
             # A fan-out built by the caller: its sink errors become status events too.
             on_prediction.add_error_listener(self.report_sink_error)
         self._on_prediction: PredictionSink = on_prediction
-        self._reader = RoundRobinReader(self._sources, max_fps=options.max_fps)
+        self._metrics = {source.source_id: SourceMetrics() for source in self._sources}
+        self._lock = threading.RLock()
+        self._state = PipelineState.CREATED
+        self._started_at: datetime | None = None
+        self._sink_errors = 0
+        self._error_log = LogThrottle(interval_s=10.0)
+        self._dispatch_log = KeyedLogThrottle()  # on_prediction failures, once per distinct error
+        self._control_log = KeyedLogThrottle()  # pause/mute/resume of a source that is not here
+        self._new_run(self._sources)
+
+    def _new_run(self, sources: list[VideoSource]) -> None:
+        """Everything one run uses once: sources, reader, result queue, threads, stop flags."""
+        self._sources = sources
+        self._reader = RoundRobinReader(self._sources, max_fps=self._options.max_fps)
         for source in self._sources:
             source.add_state_listener(self._events.source_state_changed)
-        self._metrics = {source.source_id: SourceMetrics() for source in self._sources}
         self._dispatch = DispatchQueue()
-        self._lock = threading.RLock()
         self._stop = threading.Event()
         self._drain_requested = False  # terminate(drain=True): ends as TERMINATED, not ENDED
         self._finished = threading.Event()
-        self._state = PipelineState.CREATED
         self._finishing_thread: threading.Thread | None = None
         self._inference_thread: threading.Thread | None = None
         self._dispatch_thread: threading.Thread | None = None
         self._progress: ProgressReporter | None = None
-        self._started_at: datetime | None = None
-        self._sink_errors = 0
         self._next_drops_report = 0.0
-        self._error_log = LogThrottle(interval_s=10.0)
+        self._round: dict[int, Dispatch] = {}  # BATCH: this round's result per source_id
 
     # ------------------------------------------------------------------ constructors
 
@@ -137,7 +164,7 @@ class InferencePipeline:
         cls,
         video_reference: Any,
         class_names: str | Sequence[str],
-        on_prediction: Callable[..., Any] | Sequence[Callable[..., Any]],
+        on_prediction: Callable[..., Any] | Sequence[Callable[..., Any]] | None = None,
         *,
         model: str = REAL_MODEL,
         threshold: float = 0.5,
@@ -151,6 +178,8 @@ class InferencePipeline:
         status_interval_s: float = 10.0,
         max_objects: int | None = None,
         model_options: Mapping[str, Any] | None = None,
+        sink_mode: SinkMode | str = SinkMode.ADAPTIVE,
+        exec_session_id: str | None = None,
         **source_options: Any,
     ) -> InferencePipeline:
         """A pipeline that tracks ``class_names`` in every source and calls ``on_prediction``.
@@ -162,7 +191,8 @@ class InferencePipeline:
             class_names: concepts to find, ``["person", "forklift"]`` or ``"person, forklift"``.
             on_prediction: ``sink(detections: sv.Detections, frame: VideoFrame)``; or a list of
                 sinks, which the pipeline fans out to with ``sinks.multi_sink``, reports their
-                errors as ``SINK_ERROR`` events, and closes when it ends.
+                errors as ``SINK_ERROR`` events, and closes when it ends; or None: results are
+                discarded (Roboflow's default).
             model: Hub id or local directory; ``facebook/sam3`` loads from
                 ``$SAM3_STREAM_MODEL`` when that is set.
             threshold: minimum detection score in [0, 1].
@@ -183,6 +213,15 @@ class InferencePipeline:
                 pipeline's identifiers only (``registry.set_max_objects``) until it ends.
             model_options: ``Sam3VideoConfig`` overrides used when the pipeline loads the model
                 (e.g. ``{"new_det_thresh": 0.6}``).
+            sink_mode: ``SinkMode`` or its value (``"adaptive"``, ``"batch"``,
+                ``"sequential"``): with several sources, ``ADAPTIVE`` and ``BATCH`` call
+                ``on_prediction(list_of_predictions, list_of_frames)`` once per round, one entry
+                per source in ``source_id`` order, ``None`` where a source had no frame;
+                ``SEQUENTIAL`` calls it once per frame. One source: single objects, except in
+                ``BATCH`` (lists of one).
+            exec_session_id: Roboflow's execution session id, kept as given (``exec_session_id``
+                property); None or empty mints one in Roboflow's format. Nothing here tracks
+                usage: it only names the run.
             **source_options: ``SourceOptions`` fields (``stall_timeout_s``, ``realtime``...).
                 Roboflow's own arguments are accepted or refused by name as
                 ``pipeline.compat.roboflow_options`` lists them: ``api_key=`` is accepted and
@@ -209,6 +248,8 @@ class InferencePipeline:
             status_interval_s=status_interval_s,
             max_objects=max_objects,
             model_options=model_options,
+            sink_mode=sink_mode,
+            exec_session_id=exec_session_id,
             **source_options,
         )
         return cls._build(options, result=None)
@@ -218,11 +259,12 @@ class InferencePipeline:
         cls,
         video_reference: Any,
         workflow_specification: Mapping[str, Any] | str,
-        on_prediction: Callable[..., Any] | Sequence[Callable[..., Any]],
+        on_prediction: Callable[..., Any] | Sequence[Callable[..., Any]] | None = None,
         api_key: str | None = None,
         *,
         image_input_name: str = "image",
         workflows_parameters: Mapping[str, Any] | None = None,
+        exec_session_id: str | None = None,
         **options: Any,
     ) -> InferencePipeline:
         """A pipeline running a Roboflow workflow with one ``roboflow_core/sam3_video@v1`` step.
@@ -239,8 +281,10 @@ class InferencePipeline:
                 to Roboflow's platform.
             image_input_name: the workflow input the frames are bound to.
             workflows_parameters: values for the workflow's parameter inputs.
+            exec_session_id: as for ``init``.
             **options: the keyword arguments of ``init`` except ``class_names``, ``threshold``
-                and ``model``, which the workflow's step sets.
+                and ``model``, which the workflow's step sets. ``sink_mode`` is among them (Roboflow
+                always runs workflows ``ADAPTIVE``, the default here too).
         """
         del api_key  # see the docstring: accepted for compatibility, deliberately unused
         refuse_roboflow_only(options)
@@ -260,6 +304,7 @@ class InferencePipeline:
             on_prediction,
             model=plan.model,
             threshold=plan.threshold,
+            exec_session_id=exec_session_id,
             **options,
         )
         return cls._build(checked, result=plan.result, parent_id=image_input_name)
@@ -335,20 +380,37 @@ class InferencePipeline:
         """The identifier of each source, in ``source_id`` order."""
         return [source.video_identifier for source in self._sources]
 
+    @property
+    def exec_session_id(self) -> str:
+        """Roboflow's execution session id: as given to the factory, else minted at build."""
+        return self._exec_session_id
+
     def start(self, use_main_thread: bool = True) -> None:
-        """Start the sources and the loop.
+        """Start the sources and the loop; again after the end, as Roboflow's pipeline does.
+
+        A pipeline that ENDED or was TERMINATED runs its sources again from the start (a file
+        is read again, a camera reconnects): frame ids continue above the previous run's, the
+        epoch goes up by one (the tracker reseeds, tracker ids continue), metrics add up.
 
         Args:
             use_main_thread: call ``on_prediction`` on this thread, blocking until the pipeline
                 ends or ``terminate()`` is called (Roboflow's default). False returns at once
                 and dispatches on a background thread; ``join()`` then waits for the end.
+
+        Raises:
+            RuntimeError: the pipeline is running; or it closed the sinks it owned when it
+                ended (a list given as ``on_prediction``), which cannot take frames again.
         """
         with self._lock:
-            if self._state is not PipelineState.CREATED or self._stop.is_set():
-                raise RuntimeError(f"a pipeline starts once; this one is {self._state.value}")
+            state = self._state
+            if state is PipelineState.RUNNING:
+                raise RuntimeError("the pipeline is already running: join() it before start()")
+        if state is not PipelineState.CREATED:
+            self._prepare_rerun()
+        with self._lock:
             self._state = PipelineState.RUNNING
             self._started_at = datetime.now(UTC)
-            self._events.started(self.video_identifiers, self._model_name)
+            self._events.started(self.video_identifiers, self._model_name, self._exec_session_id)
             for source in self._sources:
                 source.start()
             if self._options.show_progress:
@@ -367,6 +429,62 @@ class InferencePipeline:
                 self._dispatch_thread.start()
         if use_main_thread:
             self._dispatch_loop()
+
+    def _prepare_rerun(self) -> None:
+        """Make new sources where the previous run's left off, and fresh run state."""
+        if not self.join(timeout=_RERUN_JOIN_S):
+            raise RuntimeError(
+                "the previous run is still stopping (a frame inside the model or a decoder "
+                "blocked in I/O): join() it before start()"
+            )
+        fan_out = self._reopened_fan_out()
+        identifiers = claim_identifiers(self._options.references, self.video_identifiers)
+        try:
+            sources = [
+                make_source(
+                    reference,
+                    source_id=old.source_id,
+                    video_identifier=identifier,
+                    options=dataclasses.replace(
+                        self._options.source_options, first_epoch=old.epoch + 1
+                    ),
+                    first_frame_id=old.next_frame_id,
+                )
+                for reference, identifier, old in zip(
+                    self._options.references, identifiers, self._sources, strict=True
+                )
+            ]
+            if self._options.registry is not None and self._options.max_objects is not None:
+                _set_object_budget(self._registry, identifiers, self._options.max_objects)
+        except BaseException:
+            release_identifiers(identifiers)
+            raise
+        if fan_out is not None:
+            self._fan_out = self._on_prediction = fan_out
+        for metrics in self._metrics.values():
+            # The new sources count their drops from zero; the loop's own drops add up.
+            metrics.drops_reported = metrics.dispatch_dropped
+        with self._lock:
+            self._new_run(sources)
+
+    def _reopened_fan_out(self) -> sinks.MultiSink | None:
+        """A new fan-out over the sinks the pipeline owns, which its first run closed.
+
+        Sinks with nothing to close (plain functions) take frames again; a sink that was closed
+        cannot, and a rerun would silently write nothing, so it is refused naming the fix.
+        """
+        if self._fan_out is None:
+            return None
+        owned = self._options.on_prediction
+        assert isinstance(owned, tuple)
+        for sink in owned:
+            if _closable(sink):
+                raise RuntimeError(
+                    f"cannot start again: the pipeline closed the sinks it owned when it "
+                    f"ended ({redact(sink_name(sink))}); pass on_prediction="
+                    f"sinks.multi_sink([...]) and close it yourself to run a pipeline again"
+                )
+        return sinks.MultiSink(list(owned), on_error=self.report_sink_error)
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait until the pipeline has ended (every source finished) or was terminated, and its
@@ -432,18 +550,22 @@ class InferencePipeline:
     # ------------------------------------------------------------------ controls
 
     def pause_stream(self, source_id: int | None = None) -> None:
-        """Stop decoding (all sources, or one); live sources release their camera meanwhile."""
-        for source in self._select(source_id):
+        """Stop decoding (all sources, or one); live sources release their camera meanwhile.
+
+        A ``source_id`` this pipeline does not have is ignored (with a warning), as in Roboflow;
+        the same holds for ``mute_stream`` and ``resume_stream``.
+        """
+        for source in self._select("pause_stream", source_id):
             source.pause()
 
     def mute_stream(self, source_id: int | None = None) -> None:
         """Keep decoding but discard frames (all sources, or one); live sources stay connected."""
-        for source in self._select(source_id):
+        for source in self._select("mute_stream", source_id):
             source.mute()
 
     def resume_stream(self, source_id: int | None = None) -> None:
         """Undo ``pause_stream`` / ``mute_stream``."""
-        for source in self._select(source_id):
+        for source in self._select("resume_stream", source_id):
             source.resume()
 
     def set_class_names(self, class_names: str | Sequence[str]) -> None:
@@ -472,8 +594,9 @@ class InferencePipeline:
     def report_sink_error(self, sink_name: str, error: BaseException) -> None:
         """Count a sink failure and emit ``SINK_ERROR``.
 
-        The pipeline calls it for sinks it fans out to, for every sink of a ``MultiSink`` given as
-        ``on_prediction``, and for exceptions from any other ``on_prediction``.
+        The pipeline calls it for sinks it fans out to and for every sink of a ``MultiSink``
+        given as ``on_prediction``; an exception from ``on_prediction`` itself is
+        ``INFERENCE_RESULTS_DISPATCHING_ERROR`` (Roboflow's event), counted in the same total.
         """
         with self._lock:
             self._sink_errors += 1
@@ -498,6 +621,7 @@ class InferencePipeline:
             max_fps=self._options.max_fps,
             started_at=self._started_at,
             sink_errors=sink_errors,
+            exec_session_id=self._exec_session_id,
             sources=tuple(
                 self._metrics[source.source_id].snapshot(
                     source.stats(),
@@ -529,26 +653,42 @@ class InferencePipeline:
 
     # ------------------------------------------------------------------ internals
 
-    def _select(self, source_id: int | None) -> list[VideoSource]:
+    def _select(self, method: str, source_id: object) -> list[VideoSource]:
+        """The sources a control applies to, matched by ``==`` as Roboflow does; none for an id
+        that is not here (Roboflow ignores it: its own examples pass ids as strings, which
+        match nothing), said once per method and id."""
         if source_id is None:
             return list(self._sources)
-        if not isinstance(source_id, int) or not 0 <= source_id < len(self._sources):
-            raise ConfigError(
-                f"source_id {source_id!r} does not exist: this pipeline has sources "
-                f"0..{len(self._sources) - 1}",
-                field="source_id",
-            )
-        return [self._sources[source_id]]
+        selected = [source for source in self._sources if source.source_id == source_id]
+        if selected:
+            return selected
+        self._control_log.log(
+            logger,
+            logging.WARNING,
+            (method, repr(source_id)),
+            "%s(source_id=%r): no such source (this pipeline has 0..%d); ignored",
+            method,
+            source_id,
+            len(self._sources) - 1,
+        )
+        return []
 
     def _inference_loop(self) -> None:
+        self._events.inference_thread_started(self.video_identifiers, self._exec_session_id)
         try:
             while not self._stop.is_set():
                 frame = self._reader.read(timeout=_IDLE_WAKE_S)
-                if frame is not None and not self._stop.is_set():
-                    self._infer(frame)
-                elif frame is None and self._reader.exhausted:
-                    break
+                if frame is None:
+                    self._flush_round()  # idle: a round never waits for a slow source
+                    if self._reader.exhausted:
+                        break
+                elif not self._stop.is_set():
+                    dispatch = self._infer(frame)
+                    if dispatch is not None:
+                        self._hand_over(dispatch)
                 self._report_drops()
+            if not self._stop.is_set():
+                self._flush_round()
             self._report_drops(force=True)
         except Exception:  # a bug here must end the pipeline visibly, not hang it
             logger.exception("the inference loop crashed")
@@ -556,8 +696,11 @@ class InferencePipeline:
             self._close_sessions()
             release_identifiers(self.video_identifiers)
             self._dispatch.close()
+            self._events.inference_thread_finished(self.video_identifiers)
 
-    def _infer(self, frame: VideoFrame) -> None:
+    def _infer(self, frame: VideoFrame) -> Dispatch | None:
+        """The frame through the model: its result on the way to ``on_prediction``, or None
+        when the model failed on it (counted and reported)."""
         source = self._sources[frame.source_id]
         metrics = self._metrics[frame.source_id]
         timing = source.frame_timing(frame.frame_id)
@@ -581,14 +724,47 @@ class InferencePipeline:
                 detections = empty_detections()
         except Exception as error:
             self._inference_failed(frame, metrics, error)
-            return
+            return None
         metrics.latency["inference"].add(time.perf_counter() - started)
         metrics.processed(frame.frame_id, time.monotonic())
         detections = add_roboflow_fields(detections, frame, parent_id=self._parent_id)
-        dispatch = Dispatch(self._result(detections), frame, grabbed_at, live=source.is_live)
+        return Dispatch(self._result(detections), frame, grabbed_at, live=source.is_live)
+
+    def _hand_over(self, dispatch: Dispatch) -> None:
+        """Queue a result for ``on_prediction`` now, or (batch mode) add it to the round.
+
+        A round holds at most one frame per source. It is handed over once every source with
+        frames coming has its entry (``RoundRobinReader.may_deliver``), when a source comes round
+        again before that, when no frame came (idle) and at the end: never waiting for a slow,
+        paused or reconnecting source.
+        """
+        if not self._batch:
+            self._put(dispatch)
+            return
+        source_id = dispatch.single_frame.source_id
+        if source_id in self._round:
+            self._flush_round()  # the reader went round: this frame opens the next round
+        self._round[source_id] = dispatch
+        if all(
+            index in self._round or not self._reader.may_deliver(index)
+            for index in range(len(self._sources))
+        ):
+            self._flush_round()
+
+    def _flush_round(self) -> None:
+        if not self._round:
+            return
+        slots = [self._round.get(index) for index in range(len(self._sources))]
+        self._round = {}
+        self._put(Dispatch.batch(slots))
+
+    def _put(self, dispatch: Dispatch) -> None:
+        frames = dispatch.frame if isinstance(dispatch.frame, list) else [dispatch.frame]
+        self._events.inference_completed(frames)
         dropped = self._dispatch.put(dispatch)
         if dropped is not None and not self._stop.is_set():
-            self._metrics[dropped.frame.source_id].dispatch_dropped += 1
+            for frame, _ in dropped.frames():
+                self._metrics[frame.source_id].dispatch_dropped += 1
 
     def _inference_failed(
         self, frame: VideoFrame, metrics: SourceMetrics, error: Exception
@@ -635,12 +811,44 @@ class InferencePipeline:
     def _deliver(self, item: Dispatch) -> None:
         started = time.perf_counter()
         try:
-            self._on_prediction(item.result, item.frame)
+            # A round hands lists (SinkMode.BATCH), which Roboflow's sink signature allows.
+            self._on_prediction(item.result, cast(Any, item.frame))
         except Exception as error:
-            self.report_sink_error(sink_name(self._on_prediction), error)
-        metrics = self._metrics[item.frame.source_id]
-        metrics.latency["sinks"].add(time.perf_counter() - started)
-        metrics.latency["end_to_end"].add(time.monotonic() - item.grabbed_at)
+            self._dispatching_failed(error)
+        elapsed, now = time.perf_counter() - started, time.monotonic()
+        for frame, grabbed_at in item.frames():
+            metrics = self._metrics[frame.source_id]
+            metrics.latency["sinks"].add(elapsed)
+            metrics.latency["end_to_end"].add(now - grabbed_at)
+
+    def _dispatching_failed(self, error: Exception) -> None:
+        """``on_prediction`` raised: count it, emit Roboflow's event, log it once per error.
+
+        Roboflow logs every occurrence with its traceback; a sink failing on every frame of a
+        camera that runs for weeks must not, so each distinct error is logged the first time
+        with its traceback and then summarised (``KeyedLogThrottle``). A ``SinkError`` is a
+        message for the user (no display, a full disk), logged as that one line.
+        """
+        name = redact(sink_name(self._on_prediction))
+        with self._lock:
+            self._sink_errors += 1
+            total = self._sink_errors
+        self._events.dispatching_error(name, error, total)
+        error_type, message = type(error).__name__, redact(error)
+        key = (name, error_type, message)
+        if isinstance(error, SinkError):
+            self._dispatch_log.log(logger, logging.ERROR, key, "%s: %s", name, message)
+        else:
+            self._dispatch_log.log(
+                logger,
+                logging.ERROR,
+                key,
+                "on_prediction %s raised %s: %s",
+                name,
+                error_type,
+                message,
+                exc_info=error,
+            )
 
     def _close_sessions(self) -> None:
         """Free the model memory of this pipeline's streams (the registry may be shared)."""
@@ -693,6 +901,14 @@ class InferencePipeline:
             terminated = self._stop.is_set() or self._drain_requested
             self._state = PipelineState.TERMINATED if terminated else PipelineState.ENDED
         self._events.finished(terminated, self.status())
+
+
+def _closable(sink: Any) -> bool:
+    """``sinks.close_sink`` closes it: it, or the object of a bound method, has close/release."""
+    return any(
+        callable(getattr(candidate, "close", None) or getattr(candidate, "release", None))
+        for candidate in (sink, getattr(sink, "__self__", None))
+    )
 
 
 def _remaining(deadline: float | None) -> float | None:

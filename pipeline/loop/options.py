@@ -9,8 +9,11 @@ is opened or loaded. ``set_class_names`` and ``set_threshold`` apply the same ru
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
 import re
+import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +23,7 @@ from pipeline.errors import ConfigError
 from pipeline.loop.contracts import FrameProcessor, PredictionSink
 from pipeline.loop.status_events import StatusUpdateHandler
 from pipeline.sources import SourceOptions, VideoReference
+from sinks.active_learning import ACTIVE_LEARNING_REFUSAL, active_learning_sink
 from tracker.inputs import check_threshold, normalise_class_names
 from tracker.weights import REAL_MODEL
 
@@ -28,6 +32,51 @@ _TRACKER_METHODS = ("new_session", "step")
 """What a session calls on its tracker first; an object without them fails at construction."""
 _REGISTRY_METHODS = ("process", "close")
 """``FrameProcessor``: what the loop calls on a registry."""
+
+
+class SinkMode(enum.Enum):
+    """How ``on_prediction`` is called when a pipeline runs several sources (Roboflow's enum).
+
+    - ``ADAPTIVE`` (default): one source -> one call per frame with single objects; several
+      sources -> ``BATCH``.
+    - ``BATCH``: one call per round over the sources with lists, one entry per source in
+      ``source_id`` order, ``None`` (prediction and frame) where a source had no frame this round.
+    - ``SEQUENTIAL``: one call per frame with single objects, whatever the number of sources.
+
+    A round holds what the sources had ready when the loop went round them once; it never waits
+    for a slow, paused or reconnecting source (that source's entry is ``None``).
+
+    Examples:
+        >>> check_sink_mode("Batch") is SinkMode.BATCH
+        True
+    """
+
+    ADAPTIVE = "adaptive"
+    BATCH = "batch"
+    SEQUENTIAL = "sequential"
+
+
+def check_sink_mode(sink_mode: Any) -> SinkMode:
+    """A ``SinkMode`` member, or its value as a string in any case (``"batch"``)."""
+    if isinstance(sink_mode, SinkMode):
+        return sink_mode
+    if isinstance(sink_mode, str):
+        for mode in SinkMode:
+            if sink_mode.lower() == mode.value:
+                return mode
+    choices = ", ".join(mode.value for mode in SinkMode)
+    raise ConfigError(
+        f"sink_mode must be a SinkMode or one of {choices}, got {sink_mode!r}", field="sink_mode"
+    )
+
+
+def mint_exec_session_id() -> str:
+    """A new execution session id in Roboflow's format: ``"<time_ns>_<4 hex digits>"``."""
+    return f"{time.time_ns()}_{uuid.uuid4().hex[:4]}"
+
+
+def discard_predictions(predictions: Any, video_frame: Any) -> None:
+    """The sink of ``on_prediction=None`` (as in Roboflow): results are counted, then dropped."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,7 +91,11 @@ class PipelineOptions:
     Attributes:
         references: one entry per source (each checked when its source is made).
         class_names: the concepts, at least one (none only with ``allow_empty_classes``).
-        on_prediction: one sink, or a tuple of sinks the pipeline fans out to and owns.
+        on_prediction: one sink, or a tuple of sinks the pipeline fans out to and owns;
+            ``discard_predictions`` when None was given.
+        sink_mode: single calls or lists per round with several sources (``SinkMode``).
+        exec_session_id: Roboflow's execution session id as given; None: the pipeline mints
+            one. Nothing here tracks usage, so it only names the run (``exec_session_id``).
         source_options: the same for every source.
         tracker / registry: a model to share; None loads ``model`` on ``device``.
         max_objects: live tracks per stream at most (``SessionRegistry(max_objects=...)``);
@@ -75,6 +128,8 @@ class PipelineOptions:
     status_interval_s: float = 10.0
     max_objects: int | None = None
     model_options: Mapping[str, Any] | None = None
+    sink_mode: SinkMode = SinkMode.ADAPTIVE
+    exec_session_id: str | None = None
     source_options: SourceOptions = field(default_factory=SourceOptions)
     allow_empty_classes: bool = False
 
@@ -110,6 +165,13 @@ class PipelineOptions:
             self.registry, "registry", _REGISTRY_METHODS, "a tracker.SessionRegistry"
         )
         store(self, "model_options", _check_model_options(self.model_options))
+        store(self, "sink_mode", check_sink_mode(self.sink_mode))
+        if self.exec_session_id is not None and not isinstance(self.exec_session_id, str):
+            raise ConfigError(
+                f"exec_session_id must be a string (or None to mint one), got "
+                f"{self.exec_session_id!r}",
+                field="exec_session_id",
+            )
         if not isinstance(self.source_options, SourceOptions):
             store(self, "source_options", SourceOptions.from_kwargs(**self.source_options))
         store(self, "references", _as_references(self.references))
@@ -264,17 +326,28 @@ def check_device(device: Any) -> str:
 
 
 def _check_sinks(on_prediction: Any) -> PredictionSink | tuple[PredictionSink, ...]:
-    """A callable, or a non-empty list of callables the pipeline fans out to."""
+    """A callable, a non-empty list of callables the pipeline fans out to, or None (discard)."""
+    if on_prediction is None:
+        return discard_predictions
     if isinstance(on_prediction, list | tuple):
         if on_prediction and all(callable(sink) for sink in on_prediction):
+            for sink in on_prediction:
+                _refuse_active_learning(sink)
             return tuple(on_prediction)
     elif callable(on_prediction):
+        _refuse_active_learning(on_prediction)
         return on_prediction
     raise ConfigError(
-        "on_prediction must be a callable sink(predictions, video_frame) or a non-empty list of "
-        f"them, got {on_prediction!r}",
+        "on_prediction must be a callable sink(predictions, video_frame), a non-empty list of "
+        f"them, or None, got {on_prediction!r}",
         field="on_prediction",
     )
+
+
+def _refuse_active_learning(sink: Any) -> None:
+    """Roboflow's ``active_learning_sink`` (or a ``partial`` of it) at init, not on frame one."""
+    if getattr(sink, "func", sink) is active_learning_sink:
+        raise ConfigError(ACTIVE_LEARNING_REFUSAL, field="on_prediction")
 
 
 def _check_handlers(handlers: Any) -> tuple[Callable[..., Any], ...]:

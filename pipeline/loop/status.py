@@ -150,6 +150,7 @@ class PipelineStatus:
         sources: one entry per source, in ``source_id`` order.
         sinks: counters per sink name (redacted) when ``on_prediction`` reports them (a list of
             sinks, a ``MultiSink``); None otherwise.
+        exec_session_id: Roboflow's execution session id of the pipeline (given or minted).
     """
 
     state: PipelineState
@@ -161,6 +162,7 @@ class PipelineStatus:
     sink_errors: int
     sources: tuple[SourceStatus, ...]
     sinks: Mapping[str, SinkCounters] | None = None
+    exec_session_id: str | None = None
 
     @property
     def frames_processed(self) -> int:
@@ -183,6 +185,7 @@ class PipelineStatus:
             "inference_errors": self.inference_errors,
             "sink_errors": self.sink_errors,
             "sources": [source.to_dict() for source in self.sources],
+            "exec_session_id": self.exec_session_id,
         }
         if self.sinks is not None:
             result["sinks"] = {name: asdict(counters) for name, counters in self.sinks.items()}

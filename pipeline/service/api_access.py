@@ -37,6 +37,8 @@ from pipeline.service.network_policy import check_public_host, check_public_url
 from pipeline.service.settings import ServiceSettings
 from pipeline.sources.live import LIVE_SCHEMES
 from pipeline.sources.testpattern import TESTPATTERN
+from sinks.errors import SinkConfigError
+from sinks.mp4 import check_video_file_name
 
 OUTPUT_SINK_KINDS = ("jsonl", "video")
 
@@ -194,6 +196,11 @@ class ApiAccess:
                     f"a {kind}: sink must name a file as {NAME_RULE} of the output root",
                     field="sinks",
                 )
+            if kind == "video":  # before any file is created for it
+                try:
+                    check_video_file_name(argument)
+                except SinkConfigError as error:
+                    raise ConfigError(str(error), field="sinks") from None
             return OutputFile(kind, argument)
         if self.allow_private_network or not argument:
             return spec

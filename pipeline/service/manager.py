@@ -34,7 +34,7 @@ from aiortc.contrib.media import MediaRelay
 from pipeline.errors import ConfigError, SourceError
 from pipeline.loop.contracts import ManagedPipeline, PipelineFactory
 from pipeline.loop.status import PipelineState
-from pipeline.loop.status_events import StatusUpdate, StatusUpdateHandler
+from pipeline.loop.status_events import EventType, StatusUpdate, StatusUpdateHandler
 from pipeline.redact import redact
 from pipeline.service.api_access import ApiAccess, StreamTargets
 from pipeline.service.api_errors import (
@@ -738,15 +738,22 @@ def _ended_info(row: StoredStream) -> StreamInfo:
 
 
 def _status_forwarder(stream_id: str, events: EventHub) -> StatusUpdateHandler:
-    """A ``status_update_handler`` that sends the pipeline's status events to SSE clients."""
+    """A ``status_update_handler`` that sends the pipeline's status events to SSE clients.
+
+    Severity goes out as its name, the timestamp in UTC with its offset (``to_dict``). The
+    per-frame ``INFERENCE_COMPLETED`` is not forwarded: clients get every frame's detections.
+    """
 
     def forward(update: StatusUpdate) -> None:
+        if update.event_type == EventType.INFERENCE_COMPLETED:
+            return
+        event = update.to_dict()
         payload = {
             "stream_id": stream_id,
-            "timestamp": update.timestamp,
-            "severity": update.severity,
-            "event_type": update.event_type,
-            "payload": update.payload,
+            "timestamp": event["timestamp"],
+            "severity": event["severity"],
+            "event_type": event["event_type"],
+            "payload": event["payload"],
         }
         events.publish_status(jsonable(payload))
 

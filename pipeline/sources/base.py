@@ -55,8 +55,15 @@ _TIMINGS_KEPT = 64
 
 
 class SourceState(enum.StrEnum):
-    """The state a source reports; a ``str`` so it serialises as its name in status payloads."""
+    """The state a source reports; a ``str`` so it serialises as its name in status payloads.
 
+    Roboflow's ``StreamState`` names are aliases of the same members (``StreamState`` is this
+    class): ``INITIALISING`` is ``CONNECTING``, ``RESTARTING`` is ``RECONNECTING``.
+    ``NOT_STARTED`` is never a source's state; it is the ``previous_state`` of the first
+    ``SOURCE_STATE_UPDATE`` event after ``start()``, as in Roboflow.
+    """
+
+    NOT_STARTED = "NOT_STARTED"
     CONNECTING = "CONNECTING"
     RUNNING = "RUNNING"
     RECONNECTING = "RECONNECTING"
@@ -64,6 +71,8 @@ class SourceState(enum.StrEnum):
     MUTED = "MUTED"
     ENDED = "ENDED"
     ERROR = "ERROR"
+    INITIALISING = "CONNECTING"  # Roboflow's name
+    RESTARTING = "RECONNECTING"  # Roboflow's name
 
     @property
     def is_terminal(self) -> bool:
@@ -103,6 +112,9 @@ class SourceStateChange:
     reason: str | None
     timestamp: datetime
 
+
+StreamState = SourceState
+"""Roboflow's name for the source state enum (``inference...camera.video_source.StreamState``)."""
 
 StateListener = Callable[[SourceStateChange], None]
 
@@ -215,6 +227,8 @@ class VideoSource(ABC):
         options: tuning shared by all kinds (timeouts, backoff, buffer size).
         on_state_change: called with a ``SourceStateChange`` on every transition, on the thread
             that caused it. Keep it quick; exceptions are logged and swallowed.
+        first_frame_id: the id of the first frame decoded (1). A pipeline that runs its sources
+            again (``start()`` after the end) continues the ids, as Roboflow's does.
     """
 
     kind: ClassVar[str] = "source"
@@ -227,6 +241,7 @@ class VideoSource(ABC):
         video_identifier: str | None = None,
         options: SourceOptions | None = None,
         on_state_change: StateListener | None = None,
+        first_frame_id: int = 1,
     ) -> None:
         self.reference = redact(reference)
         self.source_id = source_id
@@ -249,7 +264,7 @@ class VideoSource(ABC):
         self._link = SourceState.CONNECTING
         self._published: SourceState | None = None
         self._epoch = self.options.first_epoch
-        self._next_frame_id = 1  # frame N of a file has frame_id N
+        self._next_frame_id = first_frame_id  # frame N of a file has frame_id N (first run)
         self._timings: OrderedDict[int, FrameTiming] = OrderedDict()
         self._end_reason: str | None = None
         # stop(keep_buffered=True): no more decoding, but read() hands out what is buffered.
@@ -274,6 +289,12 @@ class VideoSource(ABC):
     def epoch(self) -> int:
         with self._lock:
             return self._epoch
+
+    @property
+    def next_frame_id(self) -> int:
+        """The id the next decoded frame gets: where a rerun of this source continues."""
+        with self._lock:
+            return self._next_frame_id
 
     @property
     def exhausted(self) -> bool:
@@ -521,7 +542,8 @@ class VideoSource(ABC):
             frame = VideoFrame(
                 image=image,
                 frame_id=frame_id,
-                frame_timestamp=timestamp or datetime.now(UTC),
+                # Naive local time, Roboflow's convention: datetime.now() - frame_timestamp works.
+                frame_timestamp=timestamp or datetime.now(),
                 fps=self._counters.declared_fps,
                 measured_fps=self._measured_fps_locked(),
                 source_id=self.source_id,

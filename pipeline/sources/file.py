@@ -6,7 +6,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,8 @@ class FileSource(VideoSource):
     frame, like a live camera; handy to rehearse a camera setup with a recording.
 
     ``frame_timestamp`` is the wall clock when decoding started plus the frame's PTS offset from
-    the first frame, so timestamps keep the file's own timing (variable frame rate included).
+    the first frame, so timestamps keep the file's own timing (variable frame rate included); a
+    naive local-time ``datetime``, as every source's and Roboflow's are.
     The reference is checked when the source is made: a missing, unreadable or undecodable file
     raises ``SourceError`` at once instead of failing later in a thread.
 
@@ -199,7 +200,7 @@ class FileSource(VideoSource):
         stream.thread_type = "AUTO"  # throughput matters for files, latency does not
         stream.codec_context.thread_count = self.options.decoder_threads
         fps = self._probe_fps or 30.0
-        started = datetime.now(UTC)
+        started = datetime.now()  # naive local, as live frames and Roboflow's frames are
         first_pts: float | None = None
         anchor: float | None = None  # monotonic time of PTS 0 when pacing in real time
         index = 0

@@ -51,6 +51,7 @@ def make_source(
     video_identifier: str | None = None,
     options: SourceOptions | None = None,
     on_state_change: StateListener | None = None,
+    first_frame_id: int = 1,
     **option_fields: Any,
 ) -> VideoSource:
     """Make the source for one reference (not started).
@@ -61,6 +62,7 @@ def make_source(
         video_identifier: unique name; defaults to the redacted reference.
         options: source tuning; or pass its fields as keyword arguments (``realtime=True``).
         on_state_change: called on every state change.
+        first_frame_id: the id of its first frame (a rerun continues the previous run's ids).
 
     Raises:
         SourceError: the reference can never work.
@@ -79,6 +81,7 @@ def make_source(
         "video_identifier": video_identifier,
         "options": options,
         "on_state_change": on_state_change,
+        "first_frame_id": first_frame_id,
     }
     if isinstance(reference, bool) or not isinstance(reference, str | int | os.PathLike):
         raise SourceError(

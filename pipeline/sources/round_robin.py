@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 
 from pipeline.errors import ConfigError
-from pipeline.sources.base import VideoSource
+from pipeline.sources.base import SourceState, VideoSource
 from pipeline.video_frame import VideoFrame
 from sinks.frame_queue import FrameNotifier
 
@@ -58,6 +58,17 @@ class RoundRobinReader:
     def exhausted(self) -> bool:
         """True when no source will ever deliver another frame (all ended, errored or stopped)."""
         return all(source.exhausted for source in self.sources)
+
+    def may_deliver(self, index: int) -> bool:
+        """Source ``index`` has frames coming now: it is RUNNING, it ended with frames still
+        buffered, or it is a file being opened (which takes milliseconds). A round of frames
+        waits for such a source; any other (paused, muted, a camera connecting or reconnecting,
+        exhausted) is left out of the round rather than waited for."""
+        source = self.sources[index]
+        state = source.state
+        opening_file = state is SourceState.CONNECTING and not source.is_live
+        flowing = state is SourceState.RUNNING or state.is_terminal or opening_file
+        return flowing and not source.exhausted
 
     def read(self, timeout: float | None = None) -> VideoFrame | None:
         """The next frame from the next source in turn that has one and is due.
