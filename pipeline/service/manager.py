@@ -188,17 +188,10 @@ class StreamManager:
         ]
 
     def _info(self, stream: ManagedStream) -> StreamInfo:
-        spec = stream.spec
-        return StreamInfo.redacted(
-            id=stream.id,
-            source=spec.source,
-            classes=spec.classes,
-            threshold=spec.threshold,
-            max_fps=spec.max_fps,
-            sinks=spec.sinks,
+        return _stream_info(
+            stream.id,
+            stream.spec,
             video_identifier=stream.video_identifier,
-            source_options=spec.source_options.as_kwargs() if spec.source_options else {},
-            max_objects=spec.max_objects,
             origin=stream.origin,
             paused=stream.paused,
             created_at=stream.created_at,
@@ -720,19 +713,41 @@ def _ended_info(row: StoredStream) -> StreamInfo:
     status["state"] = status.get("state") or PipelineState.ENDED.value
     if row.ended_at is not None:
         status["ended_at"] = row.ended_at.isoformat()
+    return _stream_info(
+        row.id,
+        spec,
+        video_identifier=_identifier_of(row),
+        origin="api",
+        paused=row.paused,
+        created_at=row.created_at,
+        status=status,
+    )
+
+
+def _stream_info(
+    stream_id: str,
+    spec: StreamSpec,
+    *,
+    video_identifier: str,
+    origin: Origin,
+    paused: bool,
+    created_at: datetime,
+    status: dict[str, Any],
+) -> StreamInfo:
+    """What the API shows of a stream, running or ended: its definition and ``status``."""
     return StreamInfo.redacted(
-        id=row.id,
+        id=stream_id,
         source=spec.source,
         classes=spec.classes,
         threshold=spec.threshold,
         max_fps=spec.max_fps,
         sinks=spec.sinks,
-        video_identifier=_identifier_of(row),
+        video_identifier=video_identifier,
         source_options=spec.source_options.as_kwargs() if spec.source_options else {},
         max_objects=spec.max_objects,
-        origin="api",
-        paused=row.paused,
-        created_at=row.created_at,
+        origin=origin,
+        paused=paused,
+        created_at=created_at,
         status=status,
     )
 
