@@ -1,4 +1,5 @@
-"""The model side: load SAM3, streaming sessions, the registry, output -> supervision.Detections.
+"""The model side: load SAM3, streaming sessions, the registry, output -> supervision.Detections,
+and single-image concept / interactive segmentation on the same weights (``tracker.image``).
 
 Knows nothing of sources or sinks.
 """
@@ -6,6 +7,7 @@ Knows nothing of sources or sinks.
 from __future__ import annotations
 
 from tracker.errors import InferenceError, ModelLoadError, Sam3StreamError
+from tracker.image import Sam3ForInteractiveImageSegmentation, Sam3Prompt, SegmentAnything3
 from tracker.model import FrameResult, Sam3VideoTracker
 from tracker.registry import SessionRegistry
 from tracker.reseed import RESEED_TRIGGERS, ReseedReason
@@ -18,8 +20,11 @@ __all__ = [
     "InferenceError",
     "ModelLoadError",
     "ReseedReason",
+    "Sam3ForInteractiveImageSegmentation",
+    "Sam3Prompt",
     "Sam3StreamError",
     "Sam3VideoTracker",
+    "SegmentAnything3",
     "SessionRegistry",
     "SessionStats",
     "build_tiny_model",

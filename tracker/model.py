@@ -12,7 +12,7 @@ import logging
 import os
 import pathlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -401,6 +401,20 @@ class Sam3VideoTracker:
     def batching_stats(self) -> BatcherStats | None:
         """How backbone batches formed so far (None when batching is off)."""
         return self._batcher.stats() if self._batcher is not None else None
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the model for work outside a stream step (image requests): lock, autocast.
+
+        Image requests share the weights with every stream, so they take the same lock a
+        stream's frame takes: a forward pass never interleaves with another.
+        """
+        with self._lock, torch.inference_mode(), self._autocast():
+            yield
+
+    def pixel_values(self, rgb: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 RGB -> (3, S, S) float32 normalised pixels on the device, as a frame."""
+        return self._preprocess(rgb)
 
     def _measure(self, stage: str) -> contextlib.AbstractContextManager:
         clock = self.stage_clock

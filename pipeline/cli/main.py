@@ -18,12 +18,14 @@ import sys
 from collections.abc import Callable, Sequence
 
 from pipeline.cli import (
+    bench_image,
     bench_latency,
     bench_session,
     bench_throughput,
     demo,
     make_tiny_model,
     run,
+    segment,
     serve,
 )
 
@@ -42,6 +44,7 @@ VERBS: list[Register] = [
     make_tiny_model.register,
     demo.register,
     run.register,
+    segment.register,
     _register_bench,
     serve.register,
 ]
@@ -49,6 +52,7 @@ BENCHES: list[Register] = [
     bench_session.register,
     bench_latency.register,
     bench_throughput.register,
+    bench_image.register,
 ]
 
 

@@ -37,6 +37,10 @@ What is supported, in one place (anything else is refused with a ``WorkflowError
   ``boxes``, ``model_id: "sam3trackervideo"``) is refused with ``VISUAL_TRACKING_REFUSED``.
 - outputs: ``JsonField`` outputs selecting ``$steps.<step>.predictions``; ``on_prediction``
   receives ``{output name: sv.Detections}``.
+
+A workflow of SAM3's image blocks (``roboflow_core/sam3@v1``, ``sam3_interactive@v1``,
+``polygon_visualization@v1``) is the other kind sam3-stream runs: ``pipeline.compat.image_workflow``
+compiles it, and the two kinds do not mix in one workflow.
 """
 
 from __future__ import annotations
@@ -135,15 +139,15 @@ def compile_workflow(
         >>> plan.class_names, plan.model, plan.outputs
         (('person', 'forklift'), 'facebook/sam3', ('predictions',))
     """
-    spec = _as_mapping(specification)
+    spec = specification_dict(specification)
     version = spec.get("version")
     if version is not None and not str(version).startswith("1"):
         raise WorkflowError(f"workflow version {version!r} is not supported (only 1.x)")
     unknown = sorted(set(spec) - {"version", "inputs", "steps", "outputs"})
     if unknown:
         raise WorkflowError(f"unsupported workflow section(s): {', '.join(unknown)}")
-    values = _parameter_values(_list(spec, "inputs"), image_input_name, parameters or {})
-    step = _single_step(_list(spec, "steps"))
+    values = _parameter_values(object_list(spec, "inputs"), image_input_name, parameters or {})
+    step = _single_step(object_list(spec, "steps"))
     name = step["name"]
     images = step.get("images")
     if images != f"$inputs.{image_input_name}":
@@ -156,7 +160,7 @@ def compile_workflow(
         class_names=_class_names(name, _resolve(step.get("class_names"), values, name)),
         threshold=_threshold(name, _resolve(step.get("threshold"), values, name)),
         model=_model(name, _resolve(step.get("model_id"), values, name)),
-        outputs=_outputs(_list(spec, "outputs"), name),
+        outputs=_outputs(object_list(spec, "outputs"), name),
     )
 
 
@@ -202,7 +206,8 @@ def _is_positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
-def _as_mapping(specification: Mapping[str, Any] | str) -> Mapping[str, Any]:
+def specification_dict(specification: Mapping[str, Any] | str) -> Mapping[str, Any]:
+    """The workflow dict from a dict, its JSON text, or ``{"specification": {...}}``."""
     if isinstance(specification, str):
         try:
             specification = json.loads(specification)
@@ -213,11 +218,12 @@ def _as_mapping(specification: Mapping[str, Any] | str) -> Mapping[str, Any]:
             f"workflow specification must be a dict, got {type(specification).__name__}"
         )
     if set(specification) == {"specification"}:
-        return _as_mapping(specification["specification"])
+        return specification_dict(specification["specification"])
     return specification
 
 
-def _list(spec: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+def object_list(spec: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    """``spec[key]`` when it is a list of objects (``inputs``, ``steps``, ``outputs``)."""
     items = spec.get(key)
     if not isinstance(items, list) or not all(isinstance(item, Mapping) for item in items):
         raise WorkflowError(f"workflow {key!r} must be a list of objects")
@@ -263,7 +269,8 @@ def _single_step(steps: list[Mapping[str, Any]]) -> Mapping[str, Any]:
         if step.get("type") != SAM3_VIDEO_BLOCK:
             raise WorkflowError(
                 f"workflow step {step.get('name')!r} has type {step.get('type')!r}: sam3-stream "
-                f"runs only {SAM3_VIDEO_BLOCK}"
+                f"runs only {SAM3_VIDEO_BLOCK} (video), or SAM3's image blocks (see "
+                "pipeline.compat.image_workflow)"
             )
     if len(steps) != 1:
         raise WorkflowError(

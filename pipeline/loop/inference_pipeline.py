@@ -39,6 +39,12 @@ from typing import Any, Protocol, cast, runtime_checkable
 import supervision as sv
 
 import sinks
+from pipeline.compat.image_workflow import (
+    ImageWorkflowPlan,
+    Segmenters,
+    compile_image_workflow,
+    is_image_workflow,
+)
 from pipeline.compat.roboflow_fields import add_roboflow_fields
 from pipeline.compat.roboflow_options import refuse_roboflow_only
 from pipeline.compat.workflow import compile_workflow
@@ -80,6 +86,9 @@ _SET_BY_WORKFLOW = ("class_names", "threshold", "model")
 ResultMapper = Callable[[sv.Detections], Any]
 """What ``on_prediction`` receives for the detections of a frame (the workflow's result dict)."""
 
+FrameWorkflow = Callable[[Any], dict[str, Any]]
+"""An image workflow run on one frame's (H, W, 3) BGR image: ``{output name: value}``."""
+
 
 class InferencePipeline:
     """Frames from one or more sources through SAM3 to ``on_prediction``.
@@ -107,8 +116,10 @@ class InferencePipeline:
         model_name: str,
         result: ResultMapper | None,
         parent_id: str = "image",
+        frame_workflow: FrameWorkflow | None = None,
     ) -> None:
         self._options = options
+        self._frame_workflow = frame_workflow  # image blocks: each frame a new image, no tracking
         self._parent_id = parent_id  # Roboflow's data["parent_id"]: the workflow's image input
         self._sources = list(sources)
         self._registry = registry
@@ -267,11 +278,14 @@ class InferencePipeline:
         exec_session_id: str | None = None,
         **options: Any,
     ) -> InferencePipeline:
-        """A pipeline running a Roboflow workflow with one ``roboflow_core/sam3_video@v1`` step.
+        """A pipeline running a Roboflow workflow with one ``roboflow_core/sam3_video@v1`` step,
+        or of SAM3's image blocks (``roboflow_core/sam3@v1``, ``sam3_interactive@v1``,
+        ``polygon_visualization@v1``), which run on every frame as a new image (no tracking).
 
-        ``on_prediction(result, frame)`` receives ``{output name: sv.Detections}``. What the
-        workflow may contain is described in ``pipeline.compat.workflow``; anything else is refused
-        with an error naming it.
+        ``on_prediction(result, frame)`` receives ``{output name: sv.Detections}`` (an image
+        block's visualisation: a ``WorkflowImage`` whose ``numpy_image`` is BGR). What a workflow
+        may contain is described in ``pipeline.compat.workflow`` and
+        ``pipeline.compat.image_workflow``; anything else is refused with an error naming it.
 
         Args:
             video_reference: as for ``init``.
@@ -293,6 +307,23 @@ class InferencePipeline:
                 raise ConfigError(
                     f"{name}= is set by the workflow's sam3_video step: change it there", field=name
                 )
+        if is_image_workflow(workflow_specification):
+            image_plan = compile_image_workflow(
+                workflow_specification,
+                image_input_name=image_input_name,
+                parameters=workflows_parameters,
+            )
+            checked = PipelineOptions.from_workflow_keywords(
+                video_reference,
+                image_plan.class_names,
+                on_prediction,
+                model=image_plan.model,
+                exec_session_id=exec_session_id,
+                **options,
+            )
+            return cls._build(
+                checked, result=None, parent_id=image_input_name, image_workflow=image_plan
+            )
         plan = compile_workflow(
             workflow_specification,
             image_input_name=image_input_name,
@@ -338,7 +369,12 @@ class InferencePipeline:
 
     @classmethod
     def _build(
-        cls, options: PipelineOptions, *, result: ResultMapper | None, parent_id: str = "image"
+        cls,
+        options: PipelineOptions,
+        *,
+        result: ResultMapper | None,
+        parent_id: str = "image",
+        image_workflow: ImageWorkflowPlan | None = None,
     ) -> InferencePipeline:
         """Options are checked: claim the identifiers, make the sources, then load the model."""
         identifiers = claim_identifiers(options.references, options.video_identifiers)
@@ -363,6 +399,7 @@ class InferencePipeline:
                 model_name=str(getattr(loaded, "name", None) or type(registry).__name__),
                 result=result,
                 parent_id=parent_id,
+                frame_workflow=_frame_workflow(image_workflow, loaded),
             )
         except BaseException:
             release_identifiers(identifiers)
@@ -710,8 +747,11 @@ class InferencePipeline:
         with self._lock:
             names, threshold = self._class_names, self._threshold
         started = time.perf_counter()
+        outputs: dict[str, Any] | None = None
         try:
-            if names:
+            if self._frame_workflow is not None:
+                outputs = self._frame_workflow(frame.image)  # (H, W, 3) uint8 BGR
+            elif names:
                 detections = self._registry.process(
                     frame.image,  # (H, W, 3) uint8 BGR
                     video_identifier=frame.video_identifier,
@@ -727,6 +767,14 @@ class InferencePipeline:
             return None
         metrics.latency["inference"].add(time.perf_counter() - started)
         metrics.processed(frame.frame_id, time.monotonic())
+        if outputs is not None:
+            result = {
+                name: add_roboflow_fields(value, frame, parent_id=self._parent_id)
+                if isinstance(value, sv.Detections)
+                else value
+                for name, value in outputs.items()
+            }
+            return Dispatch(result, frame, grabbed_at, live=source.is_live)
         detections = add_roboflow_fields(detections, frame, parent_id=self._parent_id)
         return Dispatch(self._result(detections), frame, grabbed_at, live=source.is_live)
 
@@ -954,6 +1002,20 @@ def _check_class_texts(tracker: Any, class_names: tuple[str, ...]) -> None:
         check(class_names)
     except ValueError as error:
         raise ConfigError(str(error), field="class_names") from None
+
+
+def _frame_workflow(plan: ImageWorkflowPlan | None, tracker: Any) -> FrameWorkflow | None:
+    """The image workflow bound to the loaded model, or None for the tracking loop."""
+    if plan is None:
+        return None
+    if tracker is None:
+        raise ConfigError(
+            "an image workflow needs the SAM3 model itself: pass tracker= (or a registry that "
+            "holds one), not a stand-in registry",
+            field="registry",
+        )
+    segmenters = Segmenters.from_tracker(tracker)
+    return lambda image: plan.run(image, segmenters)
 
 
 def _load(options: PipelineOptions) -> FrameProcessor:

@@ -19,7 +19,7 @@ from pipeline.service.engine import ModelEngine
 from pipeline.service.error_responses import add_error_handlers
 from pipeline.service.host_check import HostCheckMiddleware
 from pipeline.service.manager import PipelineFactory, default_pipeline_factory
-from pipeline.service.routes import ROUTERS
+from pipeline.service.routes import ROUTERS, sam3, workflows
 from pipeline.service.settings import ServiceSettings
 from pipeline.service.state import ServiceState
 
@@ -65,6 +65,8 @@ def create_app(
     add_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(sam3.router)
+    app.include_router(workflows.router)
     app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     app.add_middleware(BodySizeLimitMiddleware)  # before auth and parsing: 413 unread
     app.add_middleware(HostCheckMiddleware, allowed_hosts=settings.allowed_hosts)  # rebinding, CSRF

@@ -15,6 +15,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 MAX_BODY_BYTES = 1024 * 1024
 """The largest request body served: ten times the largest valid one (an SDP offer)."""
 
+IMAGE_BODY_PATHS = ("/sam3/", "/workflows/run")
+"""Path prefixes that take an image inline (base64 JSON): they get ``MAX_IMAGE_BODY_BYTES``."""
+
+MAX_IMAGE_BODY_BYTES = -(-64 * 1024 * 1024 * 4 // 3) + 64 * 1024
+"""About 85.4 MiB: a ``MAX_IMAGE_BYTES`` (64 MiB) image in base64 plus 64 KiB of prompts.
+A 1080p JPEG is 0.5-2 MB in base64, a PNG several MB: the 1 MiB cap would refuse them."""
+
 
 class BodySizeLimitMiddleware:
     """Answer 413 to any HTTP request whose body is larger than ``max_bytes``.
@@ -24,17 +31,28 @@ class BodySizeLimitMiddleware:
         max_bytes: the largest body accepted, in bytes.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int = MAX_BODY_BYTES,
+        max_image_bytes: int = MAX_IMAGE_BODY_BYTES,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_image_bytes = max_image_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        cap = (
+            self.max_image_bytes
+            if str(scope.get("path", "")).startswith(IMAGE_BODY_PATHS)
+            else self.max_bytes
+        )
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            await self._refuse(scope, receive, send)
+        if declared is not None and declared > cap:
+            await self._refuse(scope, receive, send, cap)
             return
         received: list[Message] = []
         size = 0
@@ -44,8 +62,8 @@ class BodySizeLimitMiddleware:
             if message["type"] != "http.request":
                 break
             size += len(message.get("body", b""))
-            if size > self.max_bytes:
-                await self._refuse(scope, receive, send)
+            if size > cap:
+                await self._refuse(scope, receive, send, cap)
                 return
             if not message.get("more_body", False):
                 break
@@ -58,9 +76,9 @@ class BodySizeLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, cap: int) -> None:
         refusal = JSONResponse(
-            {"detail": f"request body too large: at most {self.max_bytes} bytes"},
+            {"detail": f"request body too large: at most {cap} bytes"},
             status_code=413,
             headers={"connection": "close"},
         )

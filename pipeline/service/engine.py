@@ -17,6 +17,7 @@ from typing import Any
 from pipeline.redact import redact
 from pipeline.service.api_errors import ModelNotReadyError
 from tracker import SessionRegistry, SessionStats
+from tracker.image import EmbeddingCache, Sam3ForInteractiveImageSegmentation, SegmentAnything3
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,12 @@ class ModelEngine:
         self._tracker: Any = None
         self._registry: SessionRegistry | None = None
         self.error: str | None = None
+        self._image_lock = threading.Lock()
+        self._concept: SegmentAnything3 | None = None
+        self._interactive: Sam3ForInteractiveImageSegmentation | None = None
+        # One embedding cache for both image APIs: one image's backbone output serves concept
+        # prompts and clicks, and the server's cache bound is one bound, not one per API.
+        self._embeddings = EmbeddingCache()
 
     @classmethod
     def from_tracker(
@@ -93,6 +100,30 @@ class ModelEngine:
         self.require_ready()
         assert self._registry is not None
         return self._registry
+
+    @property
+    def concept_segmenter(self) -> SegmentAnything3:
+        """Image concept segmentation on the loaded tracker's detector: no second weights copy.
+
+        Its forward passes take the tracker's model lock (``Sam3VideoTracker.exclusive``), the one
+        every stream's frame takes, so image requests and streams never run the model at once.
+        """
+        tracker = self.tracker
+        with self._image_lock:
+            if self._concept is None:
+                self._concept = SegmentAnything3.from_tracker(tracker, cache=self._embeddings)
+            return self._concept
+
+    @property
+    def interactive_segmenter(self) -> Sam3ForInteractiveImageSegmentation:
+        """Point/box segmentation on the loaded tracker, with the server's one embedding cache."""
+        tracker = self.tracker
+        with self._image_lock:
+            if self._interactive is None:
+                self._interactive = Sam3ForInteractiveImageSegmentation.from_tracker(
+                    tracker, cache=self._embeddings
+                )
+            return self._interactive
 
     def require_ready(self) -> None:
         """Raise ``ModelNotReadyError`` (503) until the model is loaded."""
