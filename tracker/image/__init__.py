@@ -10,11 +10,11 @@ from tracker.image.interactive import Sam3ForInteractiveImageSegmentation
 from tracker.image.masks import MASK_FORMATS
 from tracker.image.prompts import MAX_PROMPTS, Sam3Prompt, check_prompts
 from tracker.image.responses import (
-    Sam3SegmentationResponse,
     Sam3EmbeddingResponse,
     Sam3PromptEcho,
     Sam3PromptResult,
     Sam3SegmentationPrediction,
+    Sam3SegmentationResponse,
 )
 
 __all__ = [
@@ -24,13 +24,13 @@ __all__ = [
     "MAX_PROMPTS",
     "CachedEmbedding",
     "EmbeddingCache",
-    "Sam3SegmentationResponse",
     "Sam3EmbeddingResponse",
     "Sam3ForInteractiveImageSegmentation",
     "Sam3Prompt",
     "Sam3PromptEcho",
     "Sam3PromptResult",
     "Sam3SegmentationPrediction",
+    "Sam3SegmentationResponse",
     "SegmentAnything3",
     "check_prompts",
     "load_rgb",

@@ -26,10 +26,10 @@ from tracker.image.loading import load_tracker
 from tracker.image.masks import check_format, encode_mask
 from tracker.image.prompts import Sam3Prompt, check_prompts
 from tracker.image.responses import (
-    Sam3SegmentationResponse,
     Sam3PromptEcho,
     Sam3PromptResult,
     Sam3SegmentationPrediction,
+    Sam3SegmentationResponse,
 )
 from tracker.image.vision import ImageEncoder
 from tracker.inputs import check_threshold
@@ -172,9 +172,7 @@ class SegmentAnything3:
                     ],
                 )
             )
-        return Sam3SegmentationResponse(
-            prompt_results=results, time=time.perf_counter() - started
-        )
+        return Sam3SegmentationResponse(prompt_results=results, time=time.perf_counter() - started)
 
     def _instances(
         self, rgb: np.ndarray, prompts: list[Sam3Prompt], threshold: float, image_id: str | None

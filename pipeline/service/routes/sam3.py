@@ -40,9 +40,9 @@ from pipeline.service.sam3_requests import (
     Sam3VisualSegmentationResponse,
 )
 from tracker.image import (
-    Sam3SegmentationResponse,
     Sam3EmbeddingResponse,
     Sam3SegmentationPrediction,
+    Sam3SegmentationResponse,
 )
 from tracker.image.loading import ROBOFLOW_MODEL_IDS
 from tracker.image.masks import encode_mask
