@@ -28,7 +28,7 @@ import pytest
 import requests
 
 from pipeline.service import ModelEngine, ServiceSettings, create_app
-from tests.sdk_helpers import SDK_PYTHON, SDK_TIMEOUT_S, make_confident, sdk_available
+from tests.sdk_helpers import SDK_TIMEOUT_S, make_confident, require_sdk_python
 from tests.service_helpers import RunningServer, start_server
 from tracker import Sam3VideoTracker
 
@@ -37,15 +37,7 @@ KEY = "roboflow-style-key"
 
 @pytest.fixture(scope="module")
 def sdk_python() -> str:
-    if not sdk_available():
-        reason = (
-            f"inference-sdk is not installed at {SDK_PYTHON}: run `bash .ci/setup --test` "
-            "(python -m venv .venv-sdk && .venv-sdk/bin/pip install inference-sdk==1.8.3)"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return str(SDK_PYTHON)
+    return require_sdk_python()
 
 
 @pytest.fixture(scope="module")

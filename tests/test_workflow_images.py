@@ -401,17 +401,9 @@ print(json.dumps({"shape": list(img.shape)}))
 
 @pytest.fixture(scope="module")
 def sdk_python() -> str:
-    from tests.sdk_helpers import SDK_PYTHON, sdk_available
+    from tests.sdk_helpers import require_sdk_python
 
-    if not sdk_available():
-        reason = (
-            f"inference-sdk is not installed at {SDK_PYTHON}: run `bash .ci/setup --test` "
-            "(python -m venv .venv-sdk && .venv-sdk/bin/pip install inference-sdk==1.8.3)"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return str(SDK_PYTHON)
+    return require_sdk_python()
 
 
 @pytest.fixture(scope="module")
