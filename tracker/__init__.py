@@ -13,6 +13,7 @@ from tracker.registry import SessionRegistry
 from tracker.reseed import RESEED_TRIGGERS, ReseedReason
 from tracker.stream_session import SessionStats
 from tracker.tiny_model import build_tiny_model, is_tiny_model
+from tracker.visual_prompts import VisualPrompt
 
 __all__ = [
     "RESEED_TRIGGERS",
@@ -27,6 +28,7 @@ __all__ = [
     "SegmentAnything3",
     "SessionRegistry",
     "SessionStats",
+    "VisualPrompt",
     "build_tiny_model",
     "is_tiny_model",
 ]

@@ -35,6 +35,8 @@ from tracker.model_config import check_config_overrides
 from tracker.postprocess import install_postprocessing
 from tracker.preprocess import TensorPreprocessor
 from tracker.stages import StageClock
+from tracker.visual_prompts import VisualPrompt
+from tracker.visual_session import BoundedVisualSession, new_visual_session
 from tracker.weights import REAL_MODEL
 
 logger = logging.getLogger(__name__)
@@ -78,6 +80,29 @@ class FrameResult:
     masks: np.ndarray
     prompts: tuple[str, ...]
     matching: FrameMatching | None = None
+
+
+@dataclass(frozen=True)
+class VisualFrameResult:
+    """What the box/point-prompted tracker says about one frame, on the CPU.
+
+    Attributes:
+        object_ids: (N,) int64 the visual session's object ids, in the session's order.
+        score_logits: (N,) float32 object score logit (> 0: the tracker sees the object).
+        masks: (N, H, W) bool at the original frame resolution (may be empty on random weights).
+    """
+
+    object_ids: np.ndarray
+    score_logits: np.ndarray
+    masks: np.ndarray
+
+    @classmethod
+    def empty(cls, height: int, width: int) -> VisualFrameResult:
+        return cls(
+            object_ids=np.zeros((0,), dtype=np.int64),
+            score_logits=np.zeros((0,), dtype=np.float32),
+            masks=np.zeros((0, height, width), dtype=bool),
+        )
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -220,6 +245,7 @@ class Sam3VideoTracker:
         # Bound before any per-step override so the batched pass always runs the real backbone.
         self._vision_features = model.detector_model.get_vision_features
         self._batcher: BackboneBatcher | None = None
+        self._video_processor: Any = None
         self.set_batching(batch_streams, gather_window_ms=gather_window_ms, max_batch=max_batch)
 
     @classmethod
@@ -544,3 +570,180 @@ class Sam3VideoTracker:
 
         frames = len(session.processed_frames or {})
         return frames, len(session.obj_ids), session_bytes(session)
+
+    # Visual (box/point-prompted) tracking: the video model's own tracker, no second load.
+
+    @property
+    def video_processor(self) -> Any:
+        """The ``Sam3TrackerVideoProcessor`` of this checkpoint (prompt encoding, mask resizing).
+
+        Loaded on first use from the directory / Hub id the model came from: it holds no weights.
+
+        Raises:
+            ModelLoadError: the checkpoint has no tracker-video processor files.
+        """
+        if self._video_processor is None:
+            from transformers import Sam3TrackerVideoProcessor
+
+            try:
+                self._video_processor = Sam3TrackerVideoProcessor.from_pretrained(self.name)
+            except Exception as error:  # any failure means visual tracking cannot run here
+                raise ModelLoadError(
+                    f"{self.name} has no loadable Sam3TrackerVideoProcessor ({error})"
+                ) from error
+        return self._video_processor
+
+    def new_visual_session(self) -> BoundedVisualSession:
+        """A fresh box/point-prompted streaming session on the model's device."""
+        return new_visual_session(self.device)
+
+    def add_visual_prompt(
+        self,
+        session: BoundedVisualSession,
+        prompt: VisualPrompt,
+        obj_ids: Sequence[int],
+        frame_idx: int,
+        height: int,
+        width: int,
+    ) -> None:
+        """Place ``prompt`` on frame ``frame_idx`` of ``session`` for ``obj_ids``.
+
+        ``frame_idx`` should be a frame not yet tracked: there the prompt becomes a conditioning
+        frame, kept in memory; on a tracked frame the port stores it as a correction that the
+        pruning window forgets. An id already in the session is refined (same id), a new one is
+        added. Several calls before one ``visual_step`` are all applied.
+
+        Args:
+            prompt: checked against ``height`` x ``width`` first.
+            obj_ids: one per box of the prompt (one for a points-only prompt).
+
+        Raises:
+            ValueError: a field of ``prompt`` does not fit the frame or names an object not in
+                the session, ``obj_ids`` do not match its objects, or ``frame_idx`` was tracked.
+        """
+        prompt.check_frame(height, width)
+        if prompt.tracker_id is not None:
+            if prompt.tracker_id not in session.obj_ids:
+                raise ValueError(f"tracker_id: no object {prompt.tracker_id} is tracked here")
+            if list(obj_ids) != [prompt.tracker_id]:
+                raise ValueError(f"obj_ids: refining tracker_id takes [{prompt.tracker_id}]")
+        if len(obj_ids) != prompt.object_count:
+            raise ValueError(
+                f"obj_ids: the prompt makes {prompt.object_count} object(s), got {len(obj_ids)} ids"
+            )
+        processor = self.video_processor
+        with self._lock:
+            for i, obj_id in enumerate(obj_ids):
+                inputs: dict[str, Any] = {"original_size": (height, width)}
+                if prompt.boxes:
+                    inputs["input_boxes"] = [[list(prompt.boxes[i])]]  # (1 image, 1 box, 4)
+                if prompt.points:
+                    # (1 image, 1 object, P points, 2) and (1, 1, P)
+                    inputs["input_points"] = [[[list(p) for p in prompt.points]]]
+                    inputs["input_labels"] = [[list(prompt.labels)]]
+                session.add_inputs(processor, frame_idx, [int(obj_id)], **inputs)
+
+    def tracker_features(self, rgb: np.ndarray) -> dict[str, Any]:
+        """One backbone pass + the tracker neck: what a visual session caches for a frame.
+
+        A stream that also runs concepts already has these in its concept session's cache
+        (``cache.get_vision_features(frame_idx)`` after the concept step); pass them to
+        ``visual_step`` instead to skip this pass.
+        """
+        with self._lock, torch.inference_mode(), self._autocast():
+            return self._tracker_features(self._preprocess(rgb))
+
+    def _tracker_features(self, pixel_values: torch.Tensor) -> dict[str, Any]:
+        # pixel_values: (3, S, S) float32 normalised
+        embeddings = self._vision_features(pixel_values=pixel_values[None])
+        feats, pos = self.model.get_vision_features_for_tracker(embeddings)
+        return {"vision_feats": feats, "vision_pos_embeds": pos}
+
+    def visual_step(
+        self,
+        session: BoundedVisualSession,
+        frame_idx: int,
+        *,
+        rgb: np.ndarray | None = None,
+        features: dict[str, Any] | None = None,
+        height: int | None = None,
+        width: int | None = None,
+    ) -> VisualFrameResult:
+        """Track the session's objects through frame ``frame_idx`` on the video model's tracker.
+
+        The video model's ``tracker_model`` is a ``Sam3TrackerVideoModel`` without a vision
+        encoder; the detector backbone + tracker neck (``tracker_features``) are its eyes, so
+        visual tracking adds no weights. The features go to the session's cache and the frame
+        passed is a 1-element placeholder: it only makes the call streaming.
+
+        Args:
+            rgb: (H, W, 3) uint8 RGB, when ``features`` are not given.
+            features: this frame's tracker features (e.g. from the concept session's cache).
+            height, width: the original frame size (taken from ``rgb`` when given).
+
+        Returns:
+            Per-object ids, score logits and masks; empty (model not run) without objects.
+        """
+        if rgb is not None:
+            height, width = rgb.shape[:2]
+        elif features is None or height is None or width is None:
+            raise ValueError("visual_step needs rgb, or features with height and width")
+        if session.get_obj_num() == 0:
+            # The port refuses a forward without objects.
+            return VisualFrameResult.empty(height, width)
+        processor = self.video_processor
+        with self._lock, torch.inference_mode(), self._autocast():
+            if features is None:
+                assert rgb is not None
+                features = self._tracker_features(self._preprocess(rgb))
+            session.cache.cache_vision_features(frame_idx, features)
+            output = self.model.tracker_model(
+                inference_session=session, frame=torch.zeros(1), frame_idx=frame_idx
+            )
+            # (N, 1, h, w) logits -> (N, 1, H, W) bool
+            masks = processor.post_process_masks(
+                [output.pred_masks], original_sizes=[[height, width]]
+            )[0]
+        logits = output.object_score_logits.float().cpu().numpy()  # (N, 1)
+        return VisualFrameResult(
+            object_ids=np.asarray(list(output.object_ids), dtype=np.int64),
+            score_logits=logits.reshape(-1).astype(np.float32),
+            masks=masks.cpu().numpy().astype(bool).reshape(-1, height, width),
+        )
+
+    def remove_visual_object(self, session: BoundedVisualSession, obj_id: int) -> None:
+        """Forget one object of a visual session (``BoundedVisualSession.remove_object``)."""
+        with self._lock:
+            session.remove_object(obj_id)
+
+    def prune_visual(
+        self,
+        session: BoundedVisualSession,
+        frame_idx: int,
+        *,
+        memory_frames: int,
+        max_conditioning_frames: int,
+    ) -> None:
+        """Free what the tracker can no longer read (``tracker.pruning.prune_visual_session``)."""
+        from tracker.pruning import prune_visual_session
+
+        with self._measure("prune"):
+            prune_visual_session(
+                session,
+                frame_idx,
+                memory_frames=memory_frames,
+                max_conditioning_frames=max_conditioning_frames,
+            )
+
+    def rebase_visual(self, session: BoundedVisualSession, offset: int) -> None:
+        """Shift frame indices down (``tracker.pruning.rebase_visual_session``)."""
+        from tracker.pruning import rebase_visual_session
+
+        rebase_visual_session(session, offset)
+
+    def visual_held(self, session: BoundedVisualSession) -> tuple[int, int, int]:
+        """(frames held, live objects, approximate bytes held) of one visual session."""
+        from tracker.pruning import visual_session_bytes
+
+        frames = len(session.processed_frames or {})
+        return frames, len(session.obj_ids), visual_session_bytes(session)

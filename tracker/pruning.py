@@ -16,6 +16,9 @@ object, without limit, and every one feeds the object-pointer attention. ``max_c
 caps them per object (the first, which anchors the object, plus the most recent). Outputs are
 unchanged until an object's cap is exceeded; past it, pointers from the oldest reconditioning
 frames are no longer attended to — the price of bounded memory and bounded per-frame time.
+
+Box/point-prompted sessions (``tracker.visual_session``) follow the same rule:
+``prune_visual_session``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections.abc import Iterable
 import torch
 
 from tracker.hf_session import BoundedInferenceSession
+from tracker.visual_session import BoundedVisualSession
 
 # Entries of past outputs that are never read again: the tracker reads maskmem_features,
 # maskmem_pos_enc and object_pointer (plus small score logits) from the past.
@@ -47,6 +51,44 @@ def prune_session(
             unpruned session exactly).
         max_conditioning_frames: conditioning outputs kept per object (first + most recent).
     """
+    _forget_past_outputs(session, frame_idx, memory_frames, max_conditioning_frames)
+
+    _keep_only_frame(session.obj_id_to_tracker_score_frame_wise, frame_idx)
+    _keep_only_frame(session.suppressed_obj_ids, frame_idx)
+
+    # Streaming skips hot-start removal, so these lists are only appended to; keep a short tail.
+    for frames in session.unmatched_frame_inds.values():
+        del frames[: max(0, len(frames) - memory_frames)]
+    for pair in [p for p, f in session.overlap_pair_to_frame_inds.items() if not f]:
+        del session.overlap_pair_to_frame_inds[pair]
+    for frames in session.overlap_pair_to_frame_inds.values():
+        del frames[: max(0, len(frames) - memory_frames)]
+
+
+def prune_visual_session(
+    session: BoundedVisualSession,
+    frame_idx: int,
+    *,
+    memory_frames: int = 15,
+    max_conditioning_frames: int = 16,
+) -> None:
+    """The same rule for a box/point-prompted session (``tracker.visual_session``).
+
+    Its tracker reads the same past as the concept session's (``prune_session``), and has no
+    per-frame dicts; its vision-feature cache holds one frame by construction. Measured on the
+    tiny model: pruned outputs bit-identical to unpruned (40 frames, prompts at 3 and 8, a removal
+    at 20); 1,000 frames with refinements every 50 held 6.1 MB, flat once the cap was reached.
+    """
+    _forget_past_outputs(session, frame_idx, memory_frames, max_conditioning_frames)
+
+
+def _forget_past_outputs(
+    session: BoundedInferenceSession | BoundedVisualSession,
+    frame_idx: int,
+    memory_frames: int,
+    max_conditioning_frames: int,
+) -> None:
+    """Frames, per-object outputs and inputs the tracker of either session no longer reads."""
     oldest_kept = frame_idx - memory_frames + 1
     if session.processed_frames:
         for idx in [i for i in session.processed_frames if i < frame_idx]:
@@ -77,17 +119,6 @@ def prune_session(
         for frames in per_obj_frames.values():
             for idx in [i for i in frames if i < frame_idx]:
                 del frames[idx]
-
-    _keep_only_frame(session.obj_id_to_tracker_score_frame_wise, frame_idx)
-    _keep_only_frame(session.suppressed_obj_ids, frame_idx)
-
-    # Streaming skips hot-start removal, so these lists are only appended to; keep a short tail.
-    for frames in session.unmatched_frame_inds.values():
-        del frames[: max(0, len(frames) - memory_frames)]
-    for pair in [p for p, f in session.overlap_pair_to_frame_inds.items() if not f]:
-        del session.overlap_pair_to_frame_inds[pair]
-    for frames in session.overlap_pair_to_frame_inds.values():
-        del frames[: max(0, len(frames) - memory_frames)]
 
 
 def _keep_only_frame(per_frame: dict, frame_idx: int) -> None:
@@ -180,6 +211,34 @@ def rebase_frame_indices(session: BoundedInferenceSession, offset: int) -> None:
     session.frame_count -= offset
 
 
+def rebase_visual_session(session: BoundedVisualSession, offset: int) -> None:
+    """``rebase_frame_indices`` for a box/point-prompted session.
+
+    Its state is keyed by frame index only in its frames, per-object outputs, inputs and feature
+    cache; differences between indices are what its tracker reads, and those are preserved. Rebase
+    it with the same ``offset`` as the stream's concept session so both keep one frame counter.
+    The tracker stops looking back at index 0 (non-conditioning pointers and memories at negative
+    indices are never read), so ``offset`` must leave the newest index at or above the pruning
+    window (``frame_count - offset >= memory_frames``) for outputs to stay unchanged.
+    """
+    if offset <= 0:
+        return
+    if session.processed_frames is not None:
+        session.processed_frames = _shift_keys(session.processed_frames, offset)
+    for per_obj in session.output_dict_per_obj.values():
+        for key in ("cond_frame_outputs", "non_cond_frame_outputs"):
+            per_obj[key] = _shift_keys(per_obj[key], offset)
+    for container in (
+        session.frames_tracked_per_obj,
+        session.mask_inputs_per_obj,
+        session.point_inputs_per_obj,
+    ):
+        for obj_idx in list(container):
+            container[obj_idx] = _shift_keys(container[obj_idx], offset)
+    session.cache._vision_features = _shift_keys(session.cache._vision_features, offset)
+    session.frame_count -= offset
+
+
 def _shift_keys(mapping: dict, offset: int) -> dict:
     return {idx - offset: value for idx, value in mapping.items()}
 
@@ -217,5 +276,18 @@ def session_bytes(session: BoundedInferenceSession) -> int:
             session.prompt_embeddings,
             session.prompt_input_ids,
             session.prompt_attention_masks,
+        ]
+    )
+
+
+def visual_session_bytes(session: BoundedVisualSession) -> int:
+    """Approximate bytes held by a visual session's tensors (frames, outputs, features, prompts)."""
+    return tensor_bytes(
+        [
+            session.processed_frames or {},
+            session.output_dict_per_obj,
+            session.mask_inputs_per_obj,
+            session.point_inputs_per_obj,
+            session.cache._vision_features,
         ]
     )
