@@ -14,8 +14,15 @@ import torch
 from transformers.models.sam3_video.modeling_sam3_video import Sam3VideoInferenceSession
 
 
-class BoundedInferenceSession(Sam3VideoInferenceSession):
-    """A ``Sam3VideoInferenceSession`` whose frame count survives pruning and rebasing."""
+class FrameCountSurvivesPruning:
+    """Mixin for the port's inference sessions: ``num_frames`` from a counter, not held frames.
+
+    The port derives the frame count from the frames it holds; pruning keeps one, so the count
+    is kept as ``max frame index + 1`` instead (and shifted by rebasing).
+    """
+
+    frame_count: int
+    processed_frames: Any
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -27,9 +34,13 @@ class BoundedInferenceSession(Sam3VideoInferenceSession):
         return self.frame_count if self.processed_frames is not None else None
 
     def add_new_frame(self, pixel_values: torch.Tensor, frame_idx: int | None = None) -> int:
-        frame_idx = super().add_new_frame(pixel_values, frame_idx)
+        frame_idx = super().add_new_frame(pixel_values, frame_idx)  # type: ignore[misc]
         self.frame_count = max(self.frame_count, frame_idx + 1)
-        return frame_idx
+        return int(frame_idx)
+
+
+class BoundedInferenceSession(FrameCountSurvivesPruning, Sam3VideoInferenceSession):
+    """A ``Sam3VideoInferenceSession`` whose frame count survives pruning and rebasing."""
 
 
 def new_bounded_session(

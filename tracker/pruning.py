@@ -185,30 +185,17 @@ def rebase_frame_indices(session: BoundedInferenceSession, offset: int) -> None:
             new = rank[v] if v in rank else v - offset
             session.obj_id_to_last_occluded[obj_id] = torch.full_like(value, new)
 
-    if session.processed_frames is not None:
-        session.processed_frames = _shift_keys(session.processed_frames, offset)
-    for per_obj in session.output_dict_per_obj.values():
-        for key in ("cond_frame_outputs", "non_cond_frame_outputs"):
-            per_obj[key] = _shift_keys(per_obj[key], offset)
-    for container in (
-        session.frames_tracked_per_obj,
-        session.mask_inputs_per_obj,
-        session.point_inputs_per_obj,
-    ):
-        for obj_idx in list(container):
-            container[obj_idx] = _shift_keys(container[obj_idx], offset)
+    _shift_tracker_state(session, offset)
     for per_frame in (session.obj_id_to_tracker_score_frame_wise, session.suppressed_obj_ids):
         items = list(per_frame.items())
         per_frame.clear()
         per_frame.update((idx - offset, value) for idx, value in items)
-    session.cache._vision_features = _shift_keys(session.cache._vision_features, offset)
     for obj_id in list(session.obj_first_frame_idx):
         session.obj_first_frame_idx[obj_id] -= offset
     for frames in session.unmatched_frame_inds.values():
         frames[:] = [f - offset for f in frames]
     for frames in session.overlap_pair_to_frame_inds.values():
         frames[:] = [f - offset for f in frames]
-    session.frame_count -= offset
 
 
 def rebase_visual_session(session: BoundedVisualSession, offset: int) -> None:
@@ -223,6 +210,14 @@ def rebase_visual_session(session: BoundedVisualSession, offset: int) -> None:
     """
     if offset <= 0:
         return
+    _shift_tracker_state(session, offset)
+
+
+def _shift_tracker_state(
+    session: BoundedInferenceSession | BoundedVisualSession, offset: int
+) -> None:
+    """Shift what the tracker of either session keys by frame index: frames, per-object outputs
+    and inputs, the feature cache, and the frame count."""
     if session.processed_frames is not None:
         session.processed_frames = _shift_keys(session.processed_frames, offset)
     for per_obj in session.output_dict_per_obj.values():

@@ -20,24 +20,12 @@ from transformers.models.sam3_tracker_video.modeling_sam3_tracker_video import (
     Sam3TrackerVideoInferenceSession,
 )
 
+from tracker.hf_session import FrameCountSurvivesPruning
 
-class BoundedVisualSession(Sam3TrackerVideoInferenceSession):
+
+class BoundedVisualSession(FrameCountSurvivesPruning, Sam3TrackerVideoInferenceSession):
     """A ``Sam3TrackerVideoInferenceSession`` that survives pruning, takes prompts in any
     number of calls between frames, and forgets objects on request."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.frame_count = 0
-
-    @property
-    def num_frames(self) -> int | None:
-        """``max frame index + 1``, not the number of frames still held."""
-        return self.frame_count if self.processed_frames is not None else None
-
-    def add_new_frame(self, pixel_values: torch.Tensor, frame_idx: int | None = None) -> int:
-        frame_idx = super().add_new_frame(pixel_values, frame_idx)
-        self.frame_count = max(self.frame_count, frame_idx + 1)
-        return frame_idx
 
     def add_inputs(self, processor: Any, frame_idx: int, obj_ids: list[int], **inputs: Any) -> None:
         """``processor.add_inputs_to_inference_session`` that keeps earlier calls' objects new.
