@@ -26,6 +26,7 @@ from tracker.inputs import check_threshold, normalise_class_names, to_rgb
 from tracker.session_rules import SessionRules
 from tracker.stream_session import SessionStats, StreamSession
 from tracker.tracker_ids import RESERVATION_BLOCK, IdReservation, TrackerIds
+from tracker.visual_prompts import VisualPrompt
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ class SessionRegistry:
         names = normalise_class_names(class_names)
         threshold = check_threshold(threshold)
         rgb = to_rgb(image)
-        if not names:
+        if not names and not self._has_visual_work(video_identifier):
             return empty_detections()
         with self._frame_in_flight(video_identifier):
             session, session_lock = self._checkout(video_identifier)
@@ -150,6 +151,49 @@ class SessionRegistry:
                 return session.process(
                     rgb, frame_id=frame_id, epoch=epoch, class_names=names, threshold=threshold
                 )
+
+    def add_prompt(self, video_identifier: str, prompt: VisualPrompt) -> list[int]:
+        """Track what ``prompt`` points at in ``video_identifier``'s frames, from its next one.
+
+        The prompt is placed on the identifier's first frame whose ``frame_id`` is at least
+        ``prompt.frame_id`` (None: its next frame); it may come before the identifier's first
+        frame. Its objects run beside the concept tracks (ids unique across both) and keep
+        running without class names. What happens on a reseed is ``tracker.visual_tracks``' rule.
+
+        Returns:
+            The tracker ids of the prompt's new objects (one per box, one for points alone), or
+            ``[prompt.tracker_id]`` when it refines that object.
+
+        Raises:
+            ValueError: naming the field: ``video_identifier``; ``boxes[i]`` / ``points[i]`` off
+                the stream's last frame; ``tracker_id`` not a prompted object here; ``frame_id``
+                older than the session can place; ``max_objects`` full of prompted objects.
+        """
+        if not isinstance(prompt, VisualPrompt):
+            raise ValueError(f"prompt: must be a VisualPrompt, got {type(prompt).__name__}")
+        _check_frame_keys(video_identifier, 0, 0)
+        session, session_lock = self._checkout(video_identifier)
+        with session_lock:
+            return session.add_prompt(prompt)
+
+    def remove_object(self, video_identifier: str, tracker_id: int) -> None:
+        """End one live object of the identifier now (prompted or found by a concept).
+
+        Raises:
+            KeyError: the identifier has no live object with ``tracker_id``.
+        """
+        with self._lock:
+            session = self._sessions.get(video_identifier)
+            session_lock = self._session_locks.get(video_identifier)
+        if session is None or session_lock is None:
+            raise KeyError(tracker_id)
+        with session_lock:
+            session.remove_object(tracker_id)
+
+    def _has_visual_work(self, video_identifier: str) -> bool:
+        with self._lock:
+            session = self._sessions.get(video_identifier)
+        return session is not None and session.has_visual_work
 
     def set_max_objects(self, video_identifier: str, max_objects: int | None) -> None:
         """Give one identifier its own object budget (None: back to the registry's).

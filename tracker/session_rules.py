@@ -13,6 +13,9 @@ from dataclasses import dataclass
 REBASE_AT = 50_000
 """Frame indices handed to the HF session stay below this; the port assumes < 100,000."""
 
+REBASE_KEEP = 1_000
+"""After a rebase the newest frame sits at about this index (keeps every window intact)."""
+
 DEFAULT_MAX_OBJECTS = 16
 """Live tracks per video_identifier. The tracker runs every live track on every frame, so per-frame
 time follows this number: under detection churn (tiny checkpoint, threshold 0, two classes,
@@ -85,6 +88,18 @@ class SessionRules:
     hotstart_unmatch_thresh: int | None = None
     hotstart_dup_thresh: int | None = None
     max_unmatched_frames: int | None = DEFAULT_MAX_UNMATCHED_FRAMES
+
+    def rebase_offset(self, frame_idx: int, multiple: int) -> int:
+        """How far to shift an HF session's frame indices down (0: ``rebase_at`` not reached).
+
+        The newest frame then sits at about ``REBASE_KEEP`` (or past the memory window, if that is
+        longer), and the offset is a multiple of ``multiple`` so periodic reconditioning stays on
+        the same frames.
+        """
+        if frame_idx < self.rebase_at:
+            return 0
+        keep = max(self.memory_frames + 1, min(REBASE_KEEP, self.rebase_at // 2))
+        return max(0, (frame_idx - keep) // multiple * multiple)
 
     def __post_init__(self) -> None:
         for name, minimum in _MINIMUMS.items():

@@ -13,7 +13,7 @@ sessions, hands them frames and closes them.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,14 +26,13 @@ from tracker.reseed import ReseedReason
 from tracker.session_rules import SessionRules
 from tracker.track_rules import EVICTION_REASONS, TrackBook, TrackLimits
 from tracker.tracker_ids import TrackerIds
+from tracker.visual_prompts import VisualPrompt
+from tracker.visual_tracks import VisualTracks
 
 if TYPE_CHECKING:
     from tracker.model import FrameResult
 
 logger = logging.getLogger(__name__)
-
-# After a rebase the newest frame sits at about this index (keeps every window intact).
-REBASE_KEEP = 1_000
 
 
 @dataclass(frozen=True)
@@ -56,6 +55,8 @@ class SessionStats:
             ``lost_object_frames``), "unmatched" (hotstart or ``max_unmatched_frames``),
             "duplicate" (hotstart), "budget" (``max_objects``); always all four keys.
         tentative_tracks: live tracks not yet confirmed by the detector, so without a tracker_id.
+        visual_objects: box/point-prompted objects live or waiting for their frame (counted in
+            ``objects_live`` too); those the lost rule ended count in ``evictions["lost"]``.
     """
 
     frames_processed: int
@@ -68,6 +69,7 @@ class SessionStats:
     next_frame_index: int
     evictions: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EVICTION_REASONS, 0))
     tentative_tracks: int = 0
+    visual_objects: int = 0
 
 
 class StreamSession:
@@ -103,6 +105,7 @@ class StreamSession:
         self._held: tuple[int, int, int] = (0, 0, 0)
         self._tracks = TrackBook()
         self._tentative = 0
+        self._visual = VisualTracks(tracker, video_identifier, tracker_ids.allocate)
 
     def process(
         self,
@@ -125,48 +128,107 @@ class StreamSession:
         """
         hf_session = self._begin_frame(epoch=epoch, frame_id=frame_id, class_names=class_names)
         try:
-            return self._step(hf_session, rgb, threshold)
+            detections, features = (
+                self._step(hf_session, rgb, threshold)
+                if hf_session is not None
+                else (empty_detections(), None)
+            )
+            if hf_session is None:
+                self._frames_processed += 1
+            visual = self._visual.step(
+                rgb, frame_id=frame_id, features=features, rules=self.rules, class_names=class_names
+            )
         except Exception as error:
             self._end_hf_session()
+            self._visual.reseed()
             raise InferenceError(
                 f"SAM3 failed on frame {frame_id} of {self.video_identifier} "
                 f"({type(error).__name__}: {error}); its session was reset"
             ) from error
+        if not len(visual):
+            return detections
+        if not len(detections):
+            return visual
+        return sv.Detections.merge([detections, visual])
+
+    @property
+    def has_visual_work(self) -> bool:
+        """True when a frame must run even without class names (prompted objects live or due)."""
+        return self._visual.has_work
+
+    def add_prompt(self, prompt: VisualPrompt) -> list[int]:
+        """Accept a box/point prompt for the frame it is due on (``VisualTracks.add``).
+
+        The budget left to prompted objects is ``max_objects``: concept tracks make room for them.
+
+        Raises:
+            ValueError: naming the field (see ``VisualTracks.add``).
+        """
+        return self._visual.add(prompt, self.rules)
+
+    def remove_object(self, tracker_id: int) -> None:
+        """End the object with ``tracker_id`` now, prompted or found by a concept; id retired.
+
+        A concept track's object may be found again by the detector, under a new id.
+
+        Raises:
+            KeyError: no live object has that id.
+        """
+        if self._visual.remove(tracker_id):
+            return
+        local = next((o for o, g in self._global_ids.items() if g == tracker_id), None)
+        if local is None or self._hf_session is None:
+            raise KeyError(tracker_id)
+        self.tracker.remove_object(self._hf_session, local)
+        self._tracks.forget(local)
+        del self._global_ids[local]
 
     def reset(self) -> None:
-        """Drop the HF session now, counted as a ``reset by caller`` reseed; ids continue."""
-        self._end_hf_session(ReseedReason.RESET_BY_CALLER)
+        """Start a new timeline now, counted as a ``reset by caller`` reseed; ids continue."""
+        self._reseed(ReseedReason.RESET_BY_CALLER)
 
     def close(self) -> None:
-        """Drop the HF session now (not a reseed); statistics and ids stay."""
+        """Drop the HF sessions now (not a reseed) and end every object; statistics and ids stay."""
         self._end_hf_session()
+        self._visual.close()
 
     def stats(self) -> SessionStats:
         """Statistics as of the last finished frame; never waits for a frame in flight."""
         frames_held, objects_live, bytes_held = (
             self._held if self._hf_session is not None else (0, 0, 0)
         )
+        visual_frames, _, visual_bytes = self._visual.held()
+        visual_objects = self._visual.count
+        evictions = dict(self._evictions)
+        evictions["lost"] += self._visual.lost
         return SessionStats(
             frames_processed=self._frames_processed,
-            frames_held=frames_held,
-            objects_live=objects_live,
-            objects_evicted=sum(self._evictions.values()),
+            frames_held=max(frames_held, visual_frames),
+            objects_live=objects_live + visual_objects,
+            objects_evicted=sum(evictions.values()),
             reseeds=self._reseeds,
             highest_tracker_id=self._tracker_ids.highest,
-            bytes_held=bytes_held,
-            next_frame_index=self._frame_idx,
-            evictions=dict(self._evictions),
+            bytes_held=bytes_held + visual_bytes,
+            next_frame_index=max(self._frame_idx, self._visual.next_frame_index),
+            evictions=evictions,
             tentative_tracks=self._tentative if self._hf_session is not None else 0,
+            visual_objects=visual_objects,
         )
 
     # ---- before the model: the reseed rule, class changes -------------------------------------
 
     def _begin_frame(self, *, epoch: int, frame_id: int, class_names: tuple[str, ...]) -> Any:
-        """Apply the reseed rule, then any class change; returns this frame's HF session."""
-        hf_session = self._hf_session
-        reason = self._reseed_reason(hf_session, epoch=epoch, frame_id=frame_id)
+        """Apply the reseed rule, then any class change; returns this frame's concept HF session
+        (None without class names: prompted objects alone run)."""
+        reason = self._reseed_reason(epoch=epoch, frame_id=frame_id)
         if reason is not None:
-            self._end_hf_session(reason)
+            self._reseed(reason)
+        hf_session = self._hf_session
+        if not class_names:
+            if hf_session is not None:
+                self._end_hf_session()  # every concept track ends with the last concept
+            hf_session = None
+        elif hf_session is None:
             hf_session = self._hf_session = self.tracker.new_session(class_names)
             self._frame_idx = 0
         elif class_names != self._class_names:
@@ -176,13 +238,12 @@ class StreamSession:
         self._last_frame_id = frame_id
         return hf_session
 
-    def _reseed_reason(self, hf_session: Any, *, epoch: int, frame_id: int) -> ReseedReason | None:
-        """Which ``ReseedReason`` applies to this frame, or None to keep the HF session.
+    def _reseed_reason(self, *, epoch: int, frame_id: int) -> ReseedReason | None:
+        """Which ``ReseedReason`` starts a new timeline on this frame, or None.
 
-        A class change is not one: ``_change_concepts`` applies it to the running session.
+        A class change is not one: ``_change_concepts`` applies it to the running session. Nor
+        is a first frame (``NEW_SESSION``): it has nothing to reseed.
         """
-        if hf_session is None:
-            return ReseedReason.NEW_SESSION
         if self._epoch is not None and epoch != self._epoch:
             return ReseedReason.EPOCH_CHANGED
         if self._last_frame_id is not None and frame_id < self._last_frame_id:
@@ -212,28 +273,39 @@ class StreamSession:
             list(removed),
         )
 
-    def _end_hf_session(self, reason: ReseedReason | None = None) -> None:
-        """The one place an HF session ends; with a ``reason``, a live one counts as a reseed.
+    def _reseed(self, reason: ReseedReason) -> None:
+        """A new timeline: the concept session ends, prompted objects are placed again
+        (``VisualTracks.reseed``); counted when anything was live."""
+        if self._hf_session is not None or self._visual.has_work:
+            self._reseeds += 1
+            logger.info("reseeding %s: %s", self.video_identifier, reason)
+        self._end_hf_session()
+        self._visual.reseed()
+
+    def _end_hf_session(self) -> None:
+        """The one place the concept HF session ends.
 
         The id map and the track rules' counters go with it (a new HF session numbers its
         objects afresh); the statistics and the identifier's ``TrackerIds`` stay.
         """
-        if reason is not None and self._hf_session is not None:
-            self._reseeds += 1
-            logger.info("reseeding %s: %s", self.video_identifier, reason)
         self._hf_session = None
         self._global_ids.clear()
         self._tracks.clear()
 
     # ---- the model step and the rules after it ------------------------------------------------
 
-    def _step(self, hf_session: Any, rgb: np.ndarray, threshold: float) -> sv.Detections:
+    def _step(
+        self, hf_session: Any, rgb: np.ndarray, threshold: float
+    ) -> tuple[sv.Detections, dict[str, Any] | None]:
+        """The concept step; returns its detections and the frame's tracker features, which
+        the prompted objects' step reads instead of running the backbone again."""
         idx = self._frame_idx
         result = self.tracker.step(hf_session, rgb, idx)
+        features = _cached_features(hf_session, idx) if self._visual.has_work else None
         self._frame_idx += 1
         self._frames_processed += 1
         self._after_step(hf_session, result, idx)
-        return self._detections(result, threshold)
+        return self._detections(result, threshold), features
 
     def _after_step(self, hf_session: Any, result: FrameResult, idx: int) -> None:
         """The rules that keep a session bounded, applied after every frame."""
@@ -258,8 +330,11 @@ class StreamSession:
         session id is never reused by the port, so its tracker_id is retired with it.
         """
         matching = result.matching or FrameMatching.all_matched(result.object_ids.tolist())
+        # Prompted objects count towards the budget first: a person's click is never evicted
+        # for a detection.
         scores = dict(zip(result.object_ids.tolist(), result.scores.tolist(), strict=True))
         limits = TrackLimits.resolve(self.rules, getattr(self.tracker, "config", None))
+        limits = replace(limits, max_objects=max(0, limits.max_objects - self._visual.count))
         live = list(getattr(hf_session, "obj_ids", []))
         for obj_id, reason in self._tracks.update(matching, live, scores, limits):
             self.tracker.remove_object(hf_session, obj_id)
@@ -270,9 +345,7 @@ class StreamSession:
             del self._global_ids[obj_id]
 
     def _rebase(self, hf_session: Any) -> None:
-        multiple = self.tracker.rebase_multiple
-        keep = max(self.rules.memory_frames + 1, min(REBASE_KEEP, self.rules.rebase_at // 2))
-        offset = (self._frame_idx - keep) // multiple * multiple
+        offset = self.rules.rebase_offset(self._frame_idx, self.tracker.rebase_multiple)
         if offset <= 0:
             return
         self.tracker.rebase(hf_session, offset)
@@ -305,3 +378,10 @@ class StreamSession:
         if global_id is None:
             global_id = self._global_ids[local_id] = self._tracker_ids.allocate()
         return global_id
+
+
+def _cached_features(hf_session: Any, frame_idx: int) -> dict[str, Any] | None:
+    """The tracker features the concept step cached for ``frame_idx``, if it kept them."""
+    cache = getattr(hf_session, "cache", None)
+    getter = getattr(cache, "get_vision_features", None)
+    return getter(frame_idx) if getter is not None else None

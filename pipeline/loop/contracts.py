@@ -3,6 +3,8 @@
 - ``FrameProcessor``: what the loop needs from the model side. ``tracker.SessionRegistry``
   implements it; so do the tests' stand-in models, which declare it as their base so they cannot
   drift from what the loop calls.
+- ``FramePrompter``: what adds and removes box/point-prompted objects around each frame (a
+  workflow's ``prompt_mode``).
 - ``ManagedPipeline`` / ``PipelineFactory``: what a driver (the HTTP service) needs from a
   pipeline and how it builds one. ``InferencePipeline`` and ``InferencePipeline.init`` implement
   them; the service tests' scripted pipeline does too.
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from pipeline.loop.status import PipelineStatus
     from pipeline.loop.status_events import StatusUpdateHandler
     from pipeline.video_frame import VideoFrame
+    from tracker.visual_prompts import VisualPrompt
 
 PredictionSink = Callable[[Any, "VideoFrame"], object]
 """``on_prediction(predictions, video_frame)``: ``sv.Detections`` from ``init``, the workflow's
@@ -58,6 +61,42 @@ class FrameProcessor(Protocol):
         """Free the stream's session; a later frame starts a new one, ids continue."""
         ...
 
+    def add_prompt(self, video_identifier: str, prompt: VisualPrompt) -> list[int]:
+        """Track what a box/point prompt points at from the stream's next frame; its ids.
+
+        Raises:
+            ValueError: naming the prompt's field that does not fit (``SessionRegistry``).
+        """
+        ...
+
+    def remove_object(self, video_identifier: str, tracker_id: int) -> None:
+        """End one live object of the stream now.
+
+        Raises:
+            KeyError: the stream has no live object with ``tracker_id``.
+        """
+        ...
+
+
+class FramePrompter(Protocol):
+    """Adds and removes prompted objects around each frame of the streams it serves.
+
+    A workflow's visual step (``prompt_mode`` first_frame / every_n_frames / every_frame) is
+    one; it keeps its state per ``frame.video_identifier``.
+    """
+
+    def before_frame(self, frame: VideoFrame, registry: FrameProcessor) -> None:
+        """Called just before ``registry.process`` runs ``frame``; may add or remove objects.
+
+        Raises:
+            ValueError: a prompt was refused (logged by the pipeline; the frame still runs).
+        """
+        ...
+
+    def after_frame(self, frame: VideoFrame, detections: sv.Detections) -> None:
+        """Called with the frame's detections as the registry returned them."""
+        ...
+
 
 class ManagedPipeline(Protocol):
     """What the service drives: lifecycle, runtime settings, status, and sink error reports."""
@@ -77,6 +116,10 @@ class ManagedPipeline(Protocol):
     def set_class_names(self, class_names: str | Sequence[str]) -> None: ...
 
     def set_threshold(self, threshold: float) -> None: ...
+
+    def add_prompt(self, prompt: VisualPrompt, source_id: int | None = None) -> list[int]: ...
+
+    def remove_object(self, tracker_id: int, source_id: int | None = None) -> None: ...
 
     def report_sink_error(self, sink_name: str, error: BaseException) -> None: ...
 

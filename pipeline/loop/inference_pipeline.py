@@ -49,7 +49,7 @@ from pipeline.compat.roboflow_fields import add_roboflow_fields
 from pipeline.compat.roboflow_options import refuse_roboflow_only
 from pipeline.compat.workflow import compile_workflow
 from pipeline.errors import ConfigError, InferenceError
-from pipeline.loop.contracts import FrameProcessor, PredictionSink
+from pipeline.loop.contracts import FrameProcessor, FramePrompter, PredictionSink
 from pipeline.loop.dispatch import Dispatch, DispatchQueue
 from pipeline.loop.identifiers import claim_identifiers, release_identifiers
 from pipeline.loop.options import (
@@ -71,6 +71,7 @@ from sinks.base import sink_name
 from sinks.errors import SinkError
 from sinks.log_throttle import KeyedLogThrottle, LogThrottle
 from tracker.detections import empty_detections
+from tracker.visual_prompts import VisualPrompt
 from tracker.weights import REAL_MODEL, resolve_model
 
 logger = logging.getLogger(__name__)
@@ -117,8 +118,13 @@ class InferencePipeline:
         result: ResultMapper | None,
         parent_id: str = "image",
         frame_workflow: FrameWorkflow | None = None,
+        prompter: FramePrompter | None = None,
     ) -> None:
         self._options = options
+        self._prompter = prompter
+        # Frames without class names still reach the model once objects may have been prompted.
+        self._prompted = bool(options.prompts) or prompter is not None
+        self._prompt_log = KeyedLogThrottle()  # a workflow's refused prompts, once per stream
         self._frame_workflow = frame_workflow  # image blocks: each frame a new image, no tracking
         self._parent_id = parent_id  # Roboflow's data["parent_id"]: the workflow's image input
         self._sources = list(sources)
@@ -191,6 +197,7 @@ class InferencePipeline:
         model_options: Mapping[str, Any] | None = None,
         sink_mode: SinkMode | str = SinkMode.ADAPTIVE,
         exec_session_id: str | None = None,
+        prompts: Any = None,
         **source_options: Any,
     ) -> InferencePipeline:
         """A pipeline that tracks ``class_names`` in every source and calls ``on_prediction``.
@@ -233,6 +240,11 @@ class InferencePipeline:
             exec_session_id: Roboflow's execution session id, kept as given (``exec_session_id``
                 property); None or empty mints one in Roboflow's format. Nothing here tracks
                 usage: it only names the run.
+            prompts: what to track by pointing at it: a ``tracker.VisualPrompt`` (boxes and
+                labelled points in the frame's pixels), a list of them for every source, or
+                ``{source_id: [prompts]}``; each is placed on the source's first frame of every
+                run (``add_prompt`` adds more later). With prompts, ``class_names`` may be
+                empty: the pipeline then tracks only what was pointed at.
             **source_options: ``SourceOptions`` fields (``stall_timeout_s``, ``realtime``...).
                 Roboflow's own arguments are accepted or refused by name as
                 ``pipeline.compat.roboflow_options`` lists them: ``api_key=`` is accepted and
@@ -261,6 +273,7 @@ class InferencePipeline:
             model_options=model_options,
             sink_mode=sink_mode,
             exec_session_id=exec_session_id,
+            prompts=prompts,
             **source_options,
         )
         return cls._build(options, result=None)
@@ -338,7 +351,10 @@ class InferencePipeline:
             exec_session_id=exec_session_id,
             **options,
         )
-        return cls._build(checked, result=plan.result, parent_id=image_input_name)
+        prompter: FramePrompter | None = getattr(plan, "prompter", None)
+        return cls._build(
+            checked, result=plan.result, parent_id=image_input_name, prompter=prompter
+        )
 
     @classmethod
     def init_with_yolo_world(cls, *args: Any, **kwargs: Any) -> InferencePipeline:
@@ -375,6 +391,7 @@ class InferencePipeline:
         result: ResultMapper | None,
         parent_id: str = "image",
         image_workflow: ImageWorkflowPlan | None = None,
+        prompter: FramePrompter | None = None,
     ) -> InferencePipeline:
         """Options are checked: claim the identifiers, make the sources, then load the model."""
         identifiers = claim_identifiers(options.references, options.video_identifiers)
@@ -400,6 +417,7 @@ class InferencePipeline:
                 result=result,
                 parent_id=parent_id,
                 frame_workflow=_frame_workflow(image_workflow, loaded),
+                prompter=prompter,
             )
         except BaseException:
             release_identifiers(identifiers)
@@ -444,6 +462,7 @@ class InferencePipeline:
                 raise RuntimeError("the pipeline is already running: join() it before start()")
         if state is not PipelineState.CREATED:
             self._prepare_rerun()
+        self._place_initial_prompts()
         with self._lock:
             self._state = PipelineState.RUNNING
             self._started_at = datetime.now(UTC)
@@ -466,6 +485,25 @@ class InferencePipeline:
                 self._dispatch_thread.start()
         if use_main_thread:
             self._dispatch_loop()
+
+    def _place_initial_prompts(self) -> None:
+        """``prompts=`` for each source's first frame of this run (the last run's ended with it).
+
+        Raises:
+            ConfigError: the registry refused one (``field`` "prompts"; the message names the
+                prompt's own field).
+        """
+        for source in self._sources:
+            prompts = self._options.prompts.get(None, ()) + self._options.prompts.get(
+                source.source_id, ()
+            )
+            for index, prompt in enumerate(prompts):
+                try:
+                    self._registry.add_prompt(source.video_identifier, prompt)
+                except ValueError as error:
+                    raise ConfigError(
+                        f"prompts[{index}] of source {source.source_id}: {error}", field="prompts"
+                    ) from None
 
     def _prepare_rerun(self) -> None:
         """Make new sources where the previous run's left off, and fresh run state."""
@@ -628,6 +666,69 @@ class InferencePipeline:
         if value != old:
             self._events.settings_changed({"threshold": value, "previous": old})
 
+    def add_prompt(self, prompt: VisualPrompt, source_id: int | None = None) -> list[int]:
+        """Track what ``prompt`` points at in one source, from its next frame (or ``frame_id``).
+
+        Boxes and points are pixels of that source's frames; a prompt with a ``tracker_id``
+        refines that object, one without makes new objects. They run beside the concepts, ids
+        unique across both, and count towards ``max_objects``. Before ``start()`` the prompt
+        waits for the first frame.
+
+        Args:
+            prompt: a ``tracker.VisualPrompt``.
+            source_id: the source; None with a single source.
+
+        Returns:
+            The tracker ids of the new objects, or ``[prompt.tracker_id]``.
+
+        Raises:
+            ValueError: the message names the field: ``source_id`` missing or unknown,
+                ``state`` when the pipeline has ended, or the prompt's own (``boxes[0]``,
+                ``tracker_id``, ``frame_id``, ``max_objects``...).
+        """
+        source = self._prompt_target(source_id)
+        ids = self._registry.add_prompt(source.video_identifier, prompt)
+        self._prompted = True
+        return ids
+
+    def remove_object(self, tracker_id: int, source_id: int | None = None) -> None:
+        """End one live object of a source now, prompted or found by a concept; id retired.
+
+        A concept's object may be found again by the detector, under a new id.
+
+        Raises:
+            ValueError: ``source_id`` missing or unknown, or the pipeline has ended.
+            KeyError: the source has no live object with ``tracker_id``.
+        """
+        source = self._prompt_target(source_id)
+        self._registry.remove_object(source.video_identifier, tracker_id)
+
+    def _prompt_target(self, source_id: int | None) -> VideoSource:
+        """The source a prompt or removal is for, while the pipeline can still run it."""
+        with self._lock:
+            state = self._state
+        if state in (PipelineState.ENDED, PipelineState.TERMINATED):
+            raise ValueError(
+                f"state: the pipeline is not running ({state.value}); start() it again first"
+            )
+        if not callable(getattr(self._registry, "add_prompt", None)):
+            raise ValueError(
+                f"prompts: {type(self._registry).__name__} cannot track box/point prompts"
+            )
+        if source_id is None:
+            if len(self._sources) != 1:
+                raise ValueError(
+                    f"source_id: this pipeline has {len(self._sources)} sources "
+                    f"(0..{len(self._sources) - 1}); say which"
+                )
+            return self._sources[0]
+        for source in self._sources:
+            if source.source_id == source_id and not isinstance(source_id, bool):
+                return source
+        raise ValueError(
+            f"source_id: no source {source_id!r} (this pipeline has 0..{len(self._sources) - 1})"
+        )
+
     def report_sink_error(self, sink_name: str, error: BaseException) -> None:
         """Count a sink failure and emit ``SINK_ERROR``.
 
@@ -751,7 +852,8 @@ class InferencePipeline:
         try:
             if self._frame_workflow is not None:
                 outputs = self._frame_workflow(frame.image)  # (H, W, 3) uint8 BGR
-            elif names:
+            elif names or self._prompted:
+                self._before_frame(frame)
                 detections = self._registry.process(
                     frame.image,  # (H, W, 3) uint8 BGR
                     video_identifier=frame.video_identifier,
@@ -760,6 +862,8 @@ class InferencePipeline:
                     threshold=threshold,
                     epoch=frame.epoch,
                 )
+                if self._prompter is not None:
+                    self._prompter.after_frame(frame, detections)
             else:  # a workflow's empty class_names: nothing to find, the model is not run
                 detections = empty_detections()
         except Exception as error:
@@ -777,6 +881,24 @@ class InferencePipeline:
             return Dispatch(result, frame, grabbed_at, live=source.is_live)
         detections = add_roboflow_fields(detections, frame, parent_id=self._parent_id)
         return Dispatch(self._result(detections), frame, grabbed_at, live=source.is_live)
+
+    def _before_frame(self, frame: VideoFrame) -> None:
+        """The workflow's prompts for this frame; one it refuses is said once per stream and
+        error, and the frame runs without it."""
+        if self._prompter is None:
+            return
+        try:
+            self._prompter.before_frame(frame, self._registry)
+        except ValueError as error:
+            self._prompt_log.log(
+                logger,
+                logging.ERROR,
+                (frame.video_identifier, str(error)),
+                "%s: workflow prompt refused on frame %d: %s",
+                frame.video_identifier,
+                frame.frame_id,
+                error,
+            )
 
     def _hand_over(self, dispatch: Dispatch) -> None:
         """Queue a result for ``on_prediction`` now, or (batch mode) add it to the round.

@@ -25,6 +25,7 @@ from pipeline.loop.status_events import StatusUpdateHandler
 from pipeline.sources import SourceOptions, VideoReference
 from sinks.active_learning import ACTIVE_LEARNING_REFUSAL, active_learning_sink
 from tracker.inputs import check_threshold, normalise_class_names
+from tracker.visual_prompts import VisualPrompt
 from tracker.weights import REAL_MODEL
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -100,6 +101,8 @@ class PipelineOptions:
         tracker / registry: a model to share; None loads ``model`` on ``device``.
         max_objects: live tracks per stream at most (``SessionRegistry(max_objects=...)``);
             None: the registry's default budget.
+        prompts: box/point prompts placed on each source's first frame, by ``source_id``
+            (the key None: every source); with prompts, ``class_names`` may be empty.
         allow_empty_classes: set by ``from_workflow_keywords`` only: a workflow's empty
             ``class_names`` means empty predictions on every frame (Roboflow's rule), while
             ``init`` refuses an empty list as the mistake it almost always is.
@@ -130,15 +133,19 @@ class PipelineOptions:
     model_options: Mapping[str, Any] | None = None
     sink_mode: SinkMode = SinkMode.ADAPTIVE
     exec_session_id: str | None = None
+    prompts: Any = None
     source_options: SourceOptions = field(default_factory=SourceOptions)
     allow_empty_classes: bool = False
 
     def __post_init__(self) -> None:
         store = object.__setattr__  # frozen: each field is replaced by its checked form once
+        store(self, "prompts", check_prompts(self.prompts))
         store(
             self,
             "class_names",
-            check_class_names(self.class_names, allow_empty=self.allow_empty_classes),
+            check_class_names(
+                self.class_names, allow_empty=self.allow_empty_classes or bool(self.prompts)
+            ),
         )
         store(self, "threshold", check_threshold_option(self.threshold))
         store(self, "max_fps", _check_max_fps(self.max_fps))
@@ -175,6 +182,16 @@ class PipelineOptions:
         if not isinstance(self.source_options, SourceOptions):
             store(self, "source_options", SourceOptions.from_kwargs(**self.source_options))
         store(self, "references", _as_references(self.references))
+        if self.prompts:
+            _check_prompted_sources(self.prompts, len(self.references))
+            if self.registry is not None and not callable(
+                getattr(self.registry, "add_prompt", None)
+            ):
+                raise ConfigError(
+                    f"prompts= needs a registry with add_prompt(...); "
+                    f"{type(self.registry).__name__} has none",
+                    field="prompts",
+                )
 
     @classmethod
     def from_keywords(
@@ -245,6 +262,56 @@ def check_class_names(class_names: Any, *, allow_empty: bool = False) -> tuple[s
             field="class_names",
         )
     return names
+
+
+PromptsBySource = dict[int | None, tuple[VisualPrompt, ...]]
+"""Initial prompts by ``source_id``; the key None holds those for every source."""
+
+
+def check_prompts(prompts: Any) -> PromptsBySource:
+    """``init``'s ``prompts=``: one ``VisualPrompt``, a list of them (every source), or a mapping
+    ``{source_id: [prompts]}``; normalised to ``PromptsBySource`` (empty: none)."""
+    if prompts is None:
+        return {}
+    if isinstance(prompts, VisualPrompt):
+        return {None: (prompts,)}
+    if isinstance(prompts, Mapping):
+        by_source: PromptsBySource = {}
+        for source_id, listed in prompts.items():
+            if isinstance(source_id, bool) or not isinstance(source_id, int) or source_id < 0:
+                raise ConfigError(
+                    f"prompts: keys are source ids (integers >= 0), got {source_id!r}",
+                    field="prompts",
+                )
+            by_source[source_id] = _prompt_list(listed, f"prompts[{source_id}]")
+        return by_source
+    return {None: _prompt_list(prompts, "prompts")}
+
+
+def _prompt_list(prompts: Any, where: str) -> tuple[VisualPrompt, ...]:
+    if isinstance(prompts, VisualPrompt):
+        return (prompts,)
+    if not isinstance(prompts, Sequence) or isinstance(prompts, str):
+        raise ConfigError(
+            f"{where}: must be a VisualPrompt or a list of them, got {type(prompts).__name__}",
+            field="prompts",
+        )
+    for index, prompt in enumerate(prompts):
+        if not isinstance(prompt, VisualPrompt):
+            raise ConfigError(
+                f"{where}[{index}]: must be a tracker.VisualPrompt, got {type(prompt).__name__}",
+                field="prompts",
+            )
+    return tuple(prompts)
+
+
+def _check_prompted_sources(prompts: PromptsBySource, sources: int) -> None:
+    for source_id in prompts:
+        if source_id is not None and source_id >= sources:
+            raise ConfigError(
+                f"prompts: no source {source_id} (this pipeline has 0..{sources - 1})",
+                field="prompts",
+            )
 
 
 def check_threshold_option(threshold: Any) -> float:
