@@ -45,7 +45,7 @@ def _offline_env() -> dict[str, str]:
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.name)
 def test_every_shipped_config_is_valid(path: Path) -> None:
     config = load_config(path)
-    assert config.sources and config.classes
+    assert config.sources and (config.classes or config.prompts)
     SourceOptions(**config.source_options.model_dump())  # the sources accept it as it is
 
 

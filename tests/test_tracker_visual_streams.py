@@ -251,3 +251,12 @@ def test_a_thousand_frames_hold_flat_bytes_through_rebases(tiny_tracker):
     assert held[999].next_frame_index < 300  # rebased at least twice
     assert held[999].bytes_held <= held[100].bytes_held * 1.02
     assert held[500].bytes_held <= held[100].bytes_held * 1.02
+
+
+def test_frames_without_work_still_teach_the_session_their_size(registry):
+    (obj,) = registry.add_prompt("cam", VisualPrompt(boxes=[BOX]))
+    _run(registry, range(2))
+    registry.remove_object("cam", obj)
+    _run(registry, range(2, 4))  # nothing to run, yet the size is known
+    with pytest.raises(ValueError, match=r"^boxes\[0\]"):
+        registry.add_prompt("cam", VisualPrompt(boxes=[(0, 0, W + 1, 10)]))

@@ -143,7 +143,7 @@ class SessionRegistry:
         names = normalise_class_names(class_names)
         threshold = check_threshold(threshold)
         rgb = to_rgb(image)
-        if not names and not self._has_visual_work(video_identifier):
+        if not names and not self._has_visual_work(video_identifier, rgb, frame_id):
             return empty_detections()
         with self._frame_in_flight(video_identifier):
             session, session_lock = self._checkout(video_identifier)
@@ -190,10 +190,17 @@ class SessionRegistry:
         with session_lock:
             session.remove_object(tracker_id)
 
-    def _has_visual_work(self, video_identifier: str) -> bool:
+    def _has_visual_work(self, video_identifier: str, rgb: np.ndarray, frame_id: int) -> bool:
+        """Whether a frame without class names must run; if not, the session (if any) still
+        learns the frame's size and id, so a prompt can be checked against them at once."""
         with self._lock:
             session = self._sessions.get(video_identifier)
-        return session is not None and session.has_visual_work
+        if session is None:
+            return False
+        if session.has_visual_work:
+            return True
+        session.note_frame(rgb, frame_id)
+        return False
 
     def set_max_objects(self, video_identifier: str, max_objects: int | None) -> None:
         """Give one identifier its own object budget (None: back to the registry's).

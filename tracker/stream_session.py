@@ -156,6 +156,10 @@ class StreamSession:
         """True when a frame must run even without class names (prompted objects live or due)."""
         return self._visual.has_work
 
+    def note_frame(self, rgb: np.ndarray, frame_id: int) -> None:
+        """A frame that did not run (no class names, nothing prompted): remember its size and id."""
+        self._visual.note_frame(rgb, frame_id)
+
     def add_prompt(self, prompt: VisualPrompt) -> list[int]:
         """Accept a box/point prompt for the frame it is due on (``VisualTracks.add``).
 

@@ -208,6 +208,13 @@ class VisualTracks:
         self._frame_idx = 0
         self._last_frame_id = None
 
+    def note_frame(self, rgb: np.ndarray, frame_id: int) -> tuple[int, int]:
+        """Remember the frame's size and id: prompts are checked against them. (H, W)."""
+        height, width = rgb.shape[:2]
+        self._frame_size = (height, width)
+        self._last_frame_id = frame_id
+        return height, width
+
     # ---- one frame ------------------------------------------------------------------------------
 
     def step(
@@ -225,9 +232,7 @@ class VisualTracks:
             rgb: (H, W, 3) uint8 RGB.
             features: this frame's tracker features when another pass already computed them.
         """
-        height, width = rgb.shape[:2]
-        self._frame_size = (height, width)
-        self._last_frame_id = frame_id
+        height, width = self.note_frame(rgb, frame_id)
         if not self.has_work:
             self._hf_session = None  # the last object ended: free its memory
             return empty_detections()

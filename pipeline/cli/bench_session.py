@@ -47,6 +47,12 @@ def register(benches: argparse._SubParsersAction) -> None:
         help="detection churn: plain HF vs ours while new objects appear every frame",
     )
     parser.add_argument(
+        "--prompted",
+        action="store_true",
+        help="box-prompted tracking (two boxes on frame 0, no classes): the port's unpruned "
+        "tracker-video session vs ours",
+    )
+    parser.add_argument(
         "--plain-frames",
         type=int,
         default=_PLAIN_FRAMES,
@@ -74,6 +80,15 @@ def _run(args: argparse.Namespace) -> int:
     if frames < interval or interval < 1:
         raise ConfigError("--frames must be at least --interval, and --interval at least 1")
     from pipeline.bench.session import format_report, run_session_bench
+
+    if args.prompted:
+        from pipeline.bench.prompted import run_prompted_bench
+
+        prompted = run_prompted_bench(
+            args.model, frames=frames, interval=interval, device=args.device
+        )
+        print(format_report(prompted))
+        return 0
 
     overrides = {} if args.max_objects is None else {"max_num_objects": args.max_objects}
     results = run_session_bench(

@@ -13,6 +13,12 @@ incomplete: a source gave up (ERROR), a file was truncated or damaged, or a sink
 sink that cannot write at all (``SinkWriteError``: disk full) ends the run at once, since every
 later frame would be lost too. Each cause is one ``sam3-stream: error:`` line. (2, from
 ``pipeline.cli.main``, is a bad flag, config, reference or sink refused before any work.)
+
+Prompts (``--box`` / ``--point`` / ``prompts:``) go to every source before its first frame. Whether
+they fit its frames is known only once it decodes one; the registry then drops a prompt that does
+not fit with an ERROR log. The user asked for that object, so a run tracking without it would be
+a silent failure (on a camera, forever): ``PromptFit`` watches each source's first resolution and
+stops the run, which exits 2 with one line naming the flag or field.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ def run_config(config: PipelineConfig, *, stop: threading.Event | None = None) -
             fan_out = sinks.MultiSink(built, on_error=write_failure.record)
         else:
             logger.warning("no sink given: detections are only counted (add --sink)")
+        prompts = [prompt.to_visual_prompt() for prompt in config.prompts]
         pipeline = InferencePipeline.init(
             video_reference=config.references,
             class_names=config.classes,
@@ -69,6 +76,7 @@ def run_config(config: PipelineConfig, *, stop: threading.Event | None = None) -
             status_interval_s=config.status_interval_s,
             max_objects=config.max_objects,
             model_options=config.model_options,
+            prompts=prompts or None,
             **config.source_options.model_dump(),
         )
     except BaseException:
@@ -78,10 +86,13 @@ def run_config(config: PipelineConfig, *, stop: threading.Event | None = None) -
             for sink in built:
                 sinks.close_sink(sink)
         raise
+    fit = PromptFit(config)
     try:
         with _stop_on_signals(stop):
             pipeline.start(use_main_thread=False)
             while not pipeline.join(timeout=_POLL_S):
+                if fit.pending and fit.check(pipeline.status()):
+                    stop.set()
                 if stop.is_set():
                     _drain(pipeline)
                     break
@@ -102,10 +113,53 @@ def run_config(config: PipelineConfig, *, stop: threading.Event | None = None) -
         f"{status.sink_errors} sink error(s)",
         file=sys.stderr,
     )
+    misfits = fit.check(status) if fit.pending else fit.problems
     problems = _incomplete_output(status, write_failure.first)
-    for problem in problems:
+    for problem in [*misfits, *problems]:
         print(f"sam3-stream: error: {problem}", file=sys.stderr)
-    return 1 if problems else 0
+    return 2 if misfits else 1 if problems else 0
+
+
+class PromptFit:
+    """Checks the run's prompts against each source's frame size, once, at its first frame.
+
+    Examples:
+        >>> from pipeline.config.run_config import parse_config
+        >>> config = parse_config(
+        ...     {"sources": ["a.mp4"], "prompts": [{"box": [0, 0, 90, 90]}]}, origin="run.yaml"
+        ... )
+        >>> PromptFit(config).pending
+        True
+    """
+
+    def __init__(self, config: PipelineConfig) -> None:
+        self._prompts = [(prompt.origin, prompt.to_visual_prompt()) for prompt in config.prompts]
+        self._unchecked = set(range(len(config.sources))) if self._prompts else set()
+        self.problems: list[str] = []
+
+    @property
+    def pending(self) -> bool:
+        """True while some source with prompts has not shown its frame size yet."""
+        return bool(self._unchecked)
+
+    def check(self, status: Any) -> list[str]:
+        """Check every source of ``status`` that has a resolution now; returns all problems."""
+        for source in status.sources:
+            stats = source.stats
+            if stats.source_id not in self._unchecked or stats.resolution is None:
+                continue
+            self._unchecked.discard(stats.source_id)
+            width, height = stats.resolution
+            for origin, prompt in self._prompts:
+                try:
+                    prompt.check_frame(height=height, width=width)
+                except ValueError as error:
+                    detail = str(error).partition(": ")[2] or str(error)
+                    self.problems.append(
+                        f"{origin}: does not fit source {stats.source_id} ({stats.reference}): "
+                        f"{detail}"
+                    )
+        return self.problems
 
 
 def _drain(pipeline: Any) -> None:

@@ -15,6 +15,15 @@ Example (``configs/rtsp-camera.yaml``)::
     sinks: ["jsonl:detections.jsonl"]
     source_options:
       stall_timeout_s: 5
+
+Visual tracking (``configs/visual-prompts.yaml``): ``prompts`` lists objects to track from each
+source's first frame, by box and/or labelled points (schema in ``pipeline.config.prompt_config``);
+``classes`` may then be left out::
+
+    prompts:
+      - box: [10, 20, 200, 220]
+      - points: [[50, 60], [70, 80, 0]]
+        class_name: forklift
 """
 
 from __future__ import annotations
@@ -23,10 +32,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from pipeline.config.config_file import read_config_file, validate_config
+from pipeline.config.prompt_config import UNNAMED, PromptConfig
 from tracker.inputs import normalise_class_names
+from tracker.session_rules import DEFAULT_MAX_OBJECTS
 from tracker.weights import REAL_MODEL
 
 SINK_KINDS = ("screen", "video", "jsonl", "webhook", "udp")
@@ -83,7 +94,10 @@ class PipelineConfig(_Strict):
     Attributes:
         sources: one or more references (path, URL, camera index, ``testpattern?...``), each a
             string or ``{reference, video_identifier}``.
-        classes: concepts to track, a list or one comma-separated string.
+        prompts: objects to track by box and/or points from each source's first frame (visual
+            tracking); one entry, one object.
+        classes: concepts to track, a list or one comma-separated string; may be empty when
+            ``prompts`` are given.
         threshold: minimum detection score in [0, 1].
         model: Hub id or local directory of a SAM3 video checkpoint.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
@@ -101,14 +115,16 @@ class PipelineConfig(_Strict):
     """
 
     sources: list[SourceConfig] = Field(min_length=1)
-    classes: list[str] = Field(min_length=1)
+    # Before classes, which are validated knowing whether there are prompts.
+    prompts: list[PromptConfig] = Field(default_factory=list)
+    classes: list[str] = Field(default_factory=list, validate_default=True)
     threshold: float = Field(default=0.5, ge=0, le=1)
     model: str = Field(default=REAL_MODEL, min_length=1)
     device: str = Field(default="auto", pattern=_DEVICE_PATTERN)
     max_fps: float | None = Field(default=None, gt=0)
     sinks: list[str] = Field(default_factory=list)
     source_options: SourceOptionsConfig = Field(default_factory=SourceOptionsConfig)
-    max_objects: int | None = Field(default=None, ge=1)
+    max_objects: int | None = Field(default=None, ge=1, validate_default=True)
     model_options: dict[str, Any] = Field(default_factory=dict)
     show_progress: bool = True
     status_interval_s: float = Field(default=10.0, gt=0)
@@ -120,6 +136,30 @@ class PipelineConfig(_Strict):
             return list(normalise_class_names(value))
         if isinstance(value, list) and all(isinstance(item, str) for item in value):
             return list(normalise_class_names(value))
+        return value
+
+    @field_validator("classes")
+    @classmethod
+    def _concepts_or_prompts(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        # prompts missing from info.data failed validation: that is the error to report.
+        if not value and info.data.get("prompts", [None]) == []:
+            raise ValueError(
+                "List should have at least 1 item: a concept to track, unless prompts "
+                "(--box / --point) are given"
+            )
+        return value
+
+    @field_validator("max_objects")
+    @classmethod
+    def _room_for_prompts(cls, value: int | None, info: ValidationInfo) -> int | None:
+        # Each prompt is a live object for good; the tracker would refuse the one past the budget.
+        budget = DEFAULT_MAX_OBJECTS if value is None else value
+        prompted = len(info.data.get("prompts", []))
+        if prompted > budget:
+            raise ValueError(
+                f"{prompted} prompted objects do not fit {budget} live objects per source "
+                f"({'the default' if value is None else 'max_objects'}); raise max_objects"
+            )
         return value
 
     @field_validator("sinks")
@@ -156,7 +196,11 @@ def parse_config(
     Raises:
         ConfigError: one line naming the first bad field (and how many more there are).
     """
-    return validate_config(PipelineConfig, data, origin=origin, flags=flags)
+    config = validate_config(PipelineConfig, data, origin=origin, flags=flags)
+    for index, prompt in enumerate(config.prompts):
+        if prompt.origin == UNNAMED:  # not from a flag: name the file's entry
+            prompt.named(f"{origin}: prompts.{index}")
+    return config
 
 
 def load_config(path: str | Path) -> PipelineConfig:
