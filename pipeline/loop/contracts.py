@@ -64,18 +64,21 @@ class FrameProcessor(Protocol):
     def add_prompt(self, video_identifier: str, prompt: VisualPrompt) -> list[int]:
         """Track what a box/point prompt points at from the stream's next frame; its ids.
 
+        A processor that declares this Protocol as its base without tracking prompts (a test's
+        stand-in model) inherits this refusal.
+
         Raises:
             ValueError: naming the prompt's field that does not fit (``SessionRegistry``).
         """
-        ...
+        raise ValueError(f"prompts: {type(self).__name__} cannot track box/point prompts")
 
     def remove_object(self, video_identifier: str, tracker_id: int) -> None:
         """End one live object of the stream now.
 
         Raises:
-            KeyError: the stream has no live object with ``tracker_id``.
+            KeyError: the stream has no live object with ``tracker_id`` (a stand-in has none).
         """
-        ...
+        raise KeyError(tracker_id)
 
 
 class FramePrompter(Protocol):
