@@ -85,16 +85,15 @@ def test_add_prompt_names_the_source_and_the_prompt_field(
     tmp_path: pathlib.Path, tiny_tracker: Any, pipelines: PipelineFactory
 ) -> None:
     clips = [
-        str(write_test_clip(tmp_path / f"{n}.mp4", frames=4, size=(64, 48)))
-        for n in ("a", "b")
+        str(write_test_clip(tmp_path / f"{n}.mp4", frames=4, size=(64, 48))) for n in ("a", "b")
     ]
     registry = SessionRegistry(tiny_tracker, max_objects=2)
     pipeline = pipelines(clips, "shape", RecordingSink(), registry=registry)
-    with pytest.raises(ValueError, match="^source_id"):
+    with pytest.raises(ValueError, match=r"^source_id"):
         pipeline.add_prompt(VisualPrompt(boxes=[BOX]))
-    with pytest.raises(ValueError, match="^source_id"):
+    with pytest.raises(ValueError, match=r"^source_id"):
         pipeline.add_prompt(VisualPrompt(boxes=[BOX]), source_id=5)
-    with pytest.raises(ValueError, match="^tracker_id"):
+    with pytest.raises(ValueError, match=r"^tracker_id"):
         pipeline.add_prompt(VisualPrompt(boxes=[BOX], tracker_id=9), source_id=1)
     with pytest.raises(KeyError):
         pipeline.remove_object(9, source_id=0)

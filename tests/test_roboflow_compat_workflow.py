@@ -5,7 +5,8 @@ Issue 13 rows, each run as Roboflow code would call it, with only the imports ch
 - R14: ``detections.data["detection_id"]``, ``["prediction_type"]`` and the parent/image keys on
   every result, from ``init`` and from ``init_with_workflow`` (tiny SAM3 checkpoint, PyAV clip);
 - R15: a ``sam3_video`` step that spells out the block's defaulted fields runs; ``class_names: []``
-  gives empty predictions without running the model; visual tracking is refused, saying why;
+  gives empty predictions without running the model; visual fields misused in concept mode are
+  refused, saying what to set (visual tracking itself: ``tests/test_workflow_visual.py``);
 - W6: ``api_key`` and the harmless Roboflow options are accepted, the others refused by name
   with the reason and what to use instead.
 
@@ -26,7 +27,7 @@ import supervision as sv
 from pipeline import InferencePipeline
 from pipeline.compat.roboflow_fields import ROBOFLOW_DATA_KEYS, add_roboflow_fields
 from pipeline.compat.roboflow_options import ACCEPTED_NO_OPS, ROBOFLOW_ONLY_OPTIONS
-from pipeline.compat.workflow import VISUAL_TRACKING_REFUSED, WorkflowError, compile_workflow
+from pipeline.compat.workflow import WorkflowError, compile_workflow
 from pipeline.errors import ConfigError
 from tests.pipeline_helpers import StandInModel
 from tests.sources_helpers import write_test_clip
@@ -218,21 +219,23 @@ def test_init_still_refuses_empty_class_names(clip: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "fields",
+    ("fields", "named"),
     [
-        {"tracking_mode": "visual"},
-        {"points": [{"x": 1, "y": 1, "positive": True}]},
-        {"boxes": "$steps.detector.predictions"},
-        {"model_id": "sam3trackervideo"},
+        ({"tracking_mode": "visual"}, "visual mode requires points, boxes, or both"),
+        ({"points": [{"x": 1, "y": 1, "positive": True}]}, "set tracking_mode 'visual'"),
+        ({"boxes": [[0, 0, 5, 5]]}, "set tracking_mode 'visual'"),
+        ({"boxes": "$steps.detector.predictions"}, "reads step 'detector', an upstream detector"),
+        ({"model_id": "sam3trackervideo"}, "is SAM3's visual tracker"),
     ],
 )
-def test_visual_tracking_is_refused_saying_it_is_issued_separately(clip: str, fields: dict) -> None:
+def test_visual_fields_misused_are_refused_saying_what_to_set(
+    clip: str, fields: dict, named: str
+) -> None:
     with pytest.raises(WorkflowError) as caught:
         InferencePipeline.init_with_workflow(
             clip, sam3_workflow(**fields), print, registry=StandInModel()
         )
-    assert VISUAL_TRACKING_REFUSED in str(caught.value)
-    assert "issued separately" in VISUAL_TRACKING_REFUSED
+    assert named in str(caught.value)
 
 
 # ------------------------------------------------------------------ W6: options

@@ -170,9 +170,7 @@ def test_prompted_objects_take_the_budget_first_and_past_it_are_refused(tiny_tra
         (VisualPrompt(boxes=[BOX], frame_id=0), "frame_id"),
     ],
 )
-def test_bad_prompts_are_refused_naming_the_field_and_the_stream_goes_on(
-    registry, prompt, named
-):
+def test_bad_prompts_are_refused_naming_the_field_and_the_stream_goes_on(registry, prompt, named):
     _run(registry, range(20), names=("person",))
     with pytest.raises(ValueError) as refused:
         registry.add_prompt("cam", prompt)

@@ -82,8 +82,8 @@ ROBOFLOW_ONLY_OPTIONS: Mapping[str, str] = {
         _PLATFORM,
     ),
     "workflow_init_parameters": (
-        "custom workflow blocks are not run (only roboflow_core/sam3_video@v1); give values of "
-        "parameter inputs in workflows_parameters="
+        "custom workflow blocks are not run (only sam3_video@v1, segment_anything_2_video@v1 "
+        "and SAM3's image blocks); give values of parameter inputs in workflows_parameters="
     ),
     "watchdog": (
         "Roboflow's watchdogs read its VideoSource internals; use status_update_handlers= and "

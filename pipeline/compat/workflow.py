@@ -23,18 +23,28 @@ What is supported, in one place (anything else is refused with a ``WorkflowError
 
 - inputs: one image input (``InferenceImage`` / ``WorkflowImage``) named ``image_input_name``;
   parameters (``InferenceParameter`` / ``WorkflowParameter``, with an optional
-  ``default_value``) that the step's ``class_names``, ``threshold`` and ``model_id`` may name as
-  ``$inputs.<name>``, their values given by ``workflows_parameters``; ``WorkflowVideoMetadata``
-  inputs are accepted and unused (every frame carries its metadata anyway).
-- steps: exactly one ``roboflow_core/sam3_video@v1`` step with ``tracking_mode`` "concept" (text
-  prompts). ``model_id`` ``sam3video`` (the default) and ``facebook/sam3`` mean
-  ``facebook/sam3``; a local directory holding a SAM3 video checkpoint is taken as it is.
-  ``class_names`` is required (Roboflow's rule); an empty list, ``""`` or only blanks give empty
-  predictions on every frame without running the model, as Roboflow's block does. The block's
-  visual-tracking fields with their defaults (``visual_model_id``, ``prompt_mode``,
-  ``prompt_interval``, ``points: null``, ``boxes: null``) are accepted and, as in Roboflow's
-  concept mode, ignored; visual tracking itself (``tracking_mode: "visual"``, ``points``,
-  ``boxes``, ``model_id: "sam3trackervideo"``) is refused with ``VISUAL_TRACKING_REFUSED``.
+  ``default_value``) that the step's fields may name as ``$inputs.<name>``, their values given by
+  ``workflows_parameters``; ``WorkflowVideoMetadata`` inputs are accepted and unused (every frame
+  carries its metadata anyway).
+- steps: exactly one video step, in one of three forms:
+
+  - ``roboflow_core/sam3_video@v1`` with ``tracking_mode`` "concept" (the default; text
+    prompts). ``model_id`` ``sam3video`` (the default) and ``facebook/sam3`` mean
+    ``facebook/sam3``; a local directory holding a SAM3 video checkpoint is taken as it is.
+    ``class_names`` is required (Roboflow's rule); an empty list, ``""`` or only blanks give empty
+    predictions on every frame without running the model, as Roboflow's block does. The visual
+    fields with their defaults (``visual_model_id``, ``prompt_mode``, ``prompt_interval``,
+    ``points: null``, ``boxes: null``) are accepted and, as in Roboflow's concept mode, ignored;
+    ``points`` or ``boxes`` given, or ``model_id: "sam3trackervideo"``, are refused, pointing at
+    ``tracking_mode: "visual"``.
+  - ``roboflow_core/sam3_video@v1`` with ``tracking_mode: "visual"``, and
+  - ``roboflow_core/segment_anything_2_video@v1`` (``model_id: "sam3trackervideo"`` only):
+    box/point-prompted tracking with SAM3's visual tracker on the same weights; fields, defaults
+    and ``prompt_mode`` as ``pipeline.compat.visual_workflow`` and
+    ``pipeline.compat.prompt_schedule`` describe them. ``boxes`` / ``points`` come from a workflow
+    input or a literal; a selector to an upstream step (a detector) is refused, naming it. The
+    plan carries a ``VisualPrompter`` (``plan.prompter``) that prompts each stream's session;
+    predictions are its objects, with the ids the registry gave them.
 - outputs: ``JsonField`` outputs selecting ``$steps.<step>.predictions``; ``on_prediction``
   receives ``{output name: sv.Detections}``.
 
@@ -48,21 +58,33 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import supervision as sv
 
+from pipeline.compat.prompt_schedule import PROMPT_MODES
+from pipeline.compat.visual_prompter import VisualPrompter
+from pipeline.compat.visual_workflow import (
+    SAM2_VIDEO_BLOCK,
+    SAM2_VIDEO_FIELDS,
+    VISUAL_MODEL_ID,
+    VisualStep,
+    compile_sam2_video,
+    compile_sam3_visual,
+    upstream_selector,
+)
 from pipeline.errors import ConfigError
 from tracker.inputs import check_threshold, normalise_class_names
 from tracker.weights import REAL_MODEL
 
 SAM3_VIDEO_BLOCK = "roboflow_core/sam3_video@v1"
+VIDEO_BLOCKS = (SAM3_VIDEO_BLOCK, SAM2_VIDEO_BLOCK)
 MODEL_ALIASES = {"sam3video": REAL_MODEL, REAL_MODEL: REAL_MODEL}
 IMAGE_INPUT_TYPES = ("InferenceImage", "WorkflowImage")
 PARAMETER_INPUT_TYPES = ("InferenceParameter", "WorkflowParameter")
 IGNORED_INPUT_TYPES = ("WorkflowVideoMetadata",)
-_STEP_FIELDS = {
+_SAM3_STEP_FIELDS = {
     "type",
     "name",
     "images",
@@ -76,11 +98,7 @@ _STEP_FIELDS = {
     "points",
     "boxes",
 }
-PROMPT_MODES = ("first_frame", "every_n_frames", "every_frame")
-VISUAL_TRACKING_REFUSED = (
-    "visual tracking (box/point prompts) is issued separately: not supported yet; use "
-    "tracking_mode 'concept' with class_names"
-)
+TRACKING_MODES = ("concept", "visual")
 _OUTPUT_FIELDS = {"type", "name", "selector", "coordinates_system"}
 _DEFAULT_THRESHOLD = 0.5
 
@@ -99,6 +117,10 @@ class WorkflowPlan:
         threshold: minimum detection score.
         model: the model to load (``facebook/sam3`` or a local directory).
         outputs: names of the outputs, each receiving the step's predictions.
+        prompter: a visual step's prompts, put to each stream's session before its frames
+            (``pipeline.loop.contracts.FramePrompter``); None for concept tracking. It holds
+            per-stream state, so it takes no part in comparing plans: ``visual`` does.
+        visual: the visual step the prompter runs, None for concept tracking.
     """
 
     step_name: str
@@ -106,6 +128,8 @@ class WorkflowPlan:
     threshold: float
     model: str
     outputs: tuple[str, ...]
+    prompter: VisualPrompter | None = field(default=None, compare=False, repr=False)
+    visual: VisualStep | None = None
 
     def result(self, detections: sv.Detections) -> dict[str, sv.Detections]:
         """The dict ``on_prediction`` receives for one frame: ``{output name: detections}``."""
@@ -154,31 +178,60 @@ def compile_workflow(
         raise WorkflowError(
             f"step {name!r}: images must be '$inputs.{image_input_name}', got {images!r}"
         )
+    outputs = _outputs(object_list(spec, "outputs"), name)
+    if step["type"] == SAM2_VIDEO_BLOCK or step.get("tracking_mode") == "visual":
+        visual = _visual_step(step, values)
+        return WorkflowPlan(
+            step_name=name,
+            class_names=(),
+            threshold=visual.threshold,
+            model=visual.model,
+            outputs=outputs,
+            prompter=VisualPrompter(visual),
+            visual=visual,
+        )
     _check_concept_mode(step)
     return WorkflowPlan(
         step_name=name,
         class_names=_class_names(name, _resolve(step.get("class_names"), values, name)),
         threshold=_threshold(name, _resolve(step.get("threshold"), values, name)),
         model=_model(name, _resolve(step.get("model_id"), values, name)),
-        outputs=_outputs(object_list(spec, "outputs"), name),
+        outputs=outputs,
     )
 
 
+def _visual_step(step: Mapping[str, Any], values: Mapping[str, Any]) -> VisualStep:
+    """A ``sam3_video`` step in visual mode or a ``segment_anything_2_video`` step, resolved."""
+    name = step["name"]
+    compile_step = compile_sam2_video if step["type"] == SAM2_VIDEO_BLOCK else compile_sam3_visual
+    try:
+        return compile_step(step, lambda value: _resolve(value, values, name))
+    except ValueError as error:
+        raise WorkflowError(f"step {name!r}: {error}") from None
+
+
 def _check_concept_mode(step: Mapping[str, Any]) -> None:
-    """Concept tracking only: visual prompts refused, the visual fields' values checked and
-    ignored (Roboflow's concept mode ignores them too)."""
+    """Concept tracking: the visual fields' values checked and ignored (Roboflow's concept mode
+    ignores them too); prompts given here are refused, pointing at visual mode."""
     name = step["name"]
     mode = step.get("tracking_mode", "concept")
-    if mode == "visual":
-        raise WorkflowError(f"step {name!r}: tracking_mode 'visual': {VISUAL_TRACKING_REFUSED}")
-    if mode != "concept":
+    if mode not in TRACKING_MODES:
         raise WorkflowError(
             f"step {name!r}: tracking_mode {mode!r} is not supported (only 'concept': text "
-            "prompts in class_names)"
+            "prompts in class_names, or 'visual': points and boxes)"
         )
     for prompt in ("points", "boxes"):
         if step.get(prompt) is not None:
-            raise WorkflowError(f"step {name!r}: {prompt}: {VISUAL_TRACKING_REFUSED}")
+            raise WorkflowError(
+                f"step {name!r}: {prompt} is read only with tracking_mode 'visual' (concept "
+                f"mode would ignore it): set tracking_mode 'visual', or remove {prompt}"
+            )
+    if step.get("model_id") == VISUAL_MODEL_ID:
+        raise WorkflowError(
+            f"step {name!r}: model_id {VISUAL_MODEL_ID!r} is SAM3's visual tracker: for box and "
+            "point prompts set tracking_mode 'visual' (its model is visual_model_id); concept "
+            "mode runs 'sam3video'"
+        )
     visual_model = step.get("visual_model_id")
     if visual_model is not None and not isinstance(visual_model, str):
         raise WorkflowError(
@@ -265,25 +318,32 @@ def _parameter_values(
 
 
 def _single_step(steps: list[Mapping[str, Any]]) -> Mapping[str, Any]:
+    video = [step for step in steps if step.get("type") in VIDEO_BLOCKS]
+    if len(video) == 1:  # say why its detector cannot run before refusing the detector's type
+        reason = upstream_selector(video[0])
+        if reason is not None:
+            raise WorkflowError(f"step {video[0].get('name')!r}: {reason}")
     for step in steps:
-        if step.get("type") != SAM3_VIDEO_BLOCK:
+        if step.get("type") not in VIDEO_BLOCKS:
             raise WorkflowError(
                 f"workflow step {step.get('name')!r} has type {step.get('type')!r}: sam3-stream "
-                f"runs only {SAM3_VIDEO_BLOCK} (video), or SAM3's image blocks (see "
-                "pipeline.compat.image_workflow)"
+                f"runs only {SAM3_VIDEO_BLOCK} or {SAM2_VIDEO_BLOCK} (video), or SAM3's image "
+                "blocks (see pipeline.compat.image_workflow)"
             )
     if len(steps) != 1:
         raise WorkflowError(
-            f"the workflow must have exactly one {SAM3_VIDEO_BLOCK} step, found {len(steps)}"
+            f"the workflow must have exactly one video step ({SAM3_VIDEO_BLOCK} or "
+            f"{SAM2_VIDEO_BLOCK}), found {len(steps)}"
         )
     step = steps[0]
     if not isinstance(step.get("name"), str) or not step["name"]:
-        raise WorkflowError(f"the {SAM3_VIDEO_BLOCK} step has no name")
-    unknown = sorted(set(step) - _STEP_FIELDS)
+        raise WorkflowError(f"the {step['type']} step has no name")
+    allowed = SAM2_VIDEO_FIELDS if step["type"] == SAM2_VIDEO_BLOCK else _SAM3_STEP_FIELDS
+    unknown = sorted(set(step) - allowed)
     if unknown:
         raise WorkflowError(
             f"step {step['name']!r}: unsupported field(s) {', '.join(unknown)}; supported: "
-            f"{', '.join(sorted(_STEP_FIELDS))}"
+            f"{', '.join(sorted(allowed))}"
         )
     return step
 
@@ -332,10 +392,6 @@ def _model(step: str, value: Any) -> str:
         return MODEL_ALIASES[value]
     if isinstance(value, str) and os.path.isdir(value):
         return value
-    if value == "sam3trackervideo":
-        raise WorkflowError(
-            f"step {step!r}: model_id 'sam3trackervideo': {VISUAL_TRACKING_REFUSED}"
-        )
     raise WorkflowError(
         f"step {step!r}: model_id {value!r} is not supported: use 'sam3video' (facebook/sam3) "
         "or a local directory holding a SAM3 video checkpoint"

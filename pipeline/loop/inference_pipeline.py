@@ -291,9 +291,11 @@ class InferencePipeline:
         exec_session_id: str | None = None,
         **options: Any,
     ) -> InferencePipeline:
-        """A pipeline running a Roboflow workflow with one ``roboflow_core/sam3_video@v1`` step,
-        or of SAM3's image blocks (``roboflow_core/sam3@v1``, ``sam3_interactive@v1``,
-        ``polygon_visualization@v1``), which run on every frame as a new image (no tracking).
+        """A pipeline running a Roboflow workflow with one video step (``sam3_video@v1`` with
+        text concepts or, ``tracking_mode: "visual"``, boxes and points; or
+        ``segment_anything_2_video@v1`` run by ``sam3trackervideo``), or of SAM3's image blocks
+        (``roboflow_core/sam3@v1``, ``sam3_interactive@v1``, ``polygon_visualization@v1``), which
+        run on every frame as a new image (no tracking).
 
         ``on_prediction(result, frame)`` receives ``{output name: sv.Detections}`` (an image
         block's visualisation: a ``WorkflowImage`` whose ``numpy_image`` is BGR). What a workflow
@@ -351,9 +353,8 @@ class InferencePipeline:
             exec_session_id=exec_session_id,
             **options,
         )
-        prompter: FramePrompter | None = getattr(plan, "prompter", None)
         return cls._build(
-            checked, result=plan.result, parent_id=image_input_name, prompter=prompter
+            checked, result=plan.result, parent_id=image_input_name, prompter=plan.prompter
         )
 
     @classmethod
