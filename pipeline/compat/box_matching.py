@@ -16,6 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import supervision as sv
+
 from tracker.visual_prompts import Box
 
 MATCH_IOU = 0.5
@@ -38,14 +41,8 @@ class BoxMatch:
 
 
 def box_iou(a: Box, b: Box) -> float:
-    """Intersection over union of two xyxy boxes (0.0 when either has no area)."""
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    inter = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    """Intersection over union of two xyxy boxes (0.0 when they do not overlap)."""
+    return float(sv.box_iou_batch(np.array([a]), np.array([b]))[0, 0])
 
 
 def match_boxes(
@@ -59,12 +56,17 @@ def match_boxes(
         >>> match.refined, match.new, match.ended
         ({0: 7}, (1,), (8,))
     """
+    ids = list(tracked)
+    ious: np.ndarray
+    if not boxes or not ids:
+        ious = np.zeros((len(boxes), len(ids)))
+    else:
+        # (len(boxes), len(ids)) IoU of every box with every tracked object's last box
+        ious = sv.box_iou_batch(np.array(boxes, dtype=float), np.array([tracked[i] for i in ids]))
     pairs = sorted(
-        (
-            (-box_iou(box, last), index, tracker_id)
-            for index, box in enumerate(boxes)
-            for tracker_id, last in tracked.items()
-        ),
+        (-float(ious[index, column]), index, tracker_id)
+        for index in range(len(boxes))
+        for column, tracker_id in enumerate(ids)
     )
     refined: dict[int, int] = {}
     taken: set[int] = set()
