@@ -9,6 +9,7 @@ the real pipeline and the tiny checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -29,6 +30,7 @@ from pipeline.service.server import ServiceServer, bind_socket
 from pipeline.sources import SourceState, make_source
 from pipeline.video_frame import VideoFrame
 from tests.pipeline_helpers import source_status
+from tracker.visual_prompts import VisualPrompt
 
 
 class ScriptedPipeline(ManagedPipeline):
@@ -56,6 +58,9 @@ class ScriptedPipeline(ManagedPipeline):
         self.next_tracker_id = 1
         self.sink_errors = 0
         self.terminated = threading.Event()
+        self.frame_size = (48, 64)  # (height, width) of the frames ``emit`` makes
+        # Visual prompts as ``add_prompt`` took them, by the tracker id it gave each object.
+        self.prompted: dict[int, list[VisualPrompt]] = {}
 
     def start(self, use_main_thread: bool = False) -> None:
         self.state = "RUNNING"
@@ -82,6 +87,32 @@ class ScriptedPipeline(ManagedPipeline):
     def report_sink_error(self, sink_name: str, error: BaseException) -> None:
         self.sink_errors += 1
 
+    def add_prompt(self, prompt: VisualPrompt, source_id: int | None = None) -> list[int]:
+        """The registry's contract on an ``emit()`` frame: new ids, or the refined one."""
+        self._check_prompt_target(source_id)
+        prompt.check_frame(*self.frame_size)
+        if prompt.tracker_id is not None:
+            if prompt.tracker_id not in self.prompted:
+                raise ValueError(f"tracker_id: {prompt.tracker_id} is not a prompted object")
+            self.prompted[prompt.tracker_id].append(prompt)
+            return [prompt.tracker_id]
+        first = max([self.next_tracker_id, *self.prompted]) + 1
+        ids = list(range(first, first + prompt.object_count))
+        for tracker_id in ids:
+            self.prompted[tracker_id] = [prompt]
+        return ids
+
+    def remove_object(self, tracker_id: int, source_id: int | None = None) -> None:
+        self._check_prompt_target(source_id)
+        if self.prompted.pop(tracker_id, None) is None:
+            raise KeyError(tracker_id)
+
+    def _check_prompt_target(self, source_id: int | None) -> None:
+        if source_id not in (None, 0):
+            raise ValueError(f"source_id: {source_id} is not a source of this pipeline")
+        if self.terminated.is_set():
+            raise ValueError("state: the pipeline is not running (TERMINATED)")
+
     def status(self) -> PipelineStatus:
         if self.terminated.is_set():
             state = PipelineState.TERMINATED
@@ -95,6 +126,9 @@ class ScriptedPipeline(ManagedPipeline):
             frames_decoded=self.frame_id,
             frames_processed=self.frame_id,
             latency_s={"inference": LatencySummary(p50=0.012, p95=float("nan"), max=None, count=3)},
+        )
+        source = dataclasses.replace(
+            source, last_frame_id=self.frame_id - 1 if self.frame_id else None
         )
         return PipelineStatus(
             state=state,
@@ -111,7 +145,7 @@ class ScriptedPipeline(ManagedPipeline):
         """Hand ``count`` frames with one detection each to ``on_prediction``."""
         for _ in range(count):
             frame = VideoFrame(
-                image=np.full((48, 64, 3), 90, np.uint8),
+                image=np.full((*self.frame_size, 3), 90, np.uint8),
                 frame_id=self.frame_id,
                 frame_timestamp=datetime.now(UTC),
                 fps=15.0,
@@ -119,7 +153,7 @@ class ScriptedPipeline(ManagedPipeline):
                 video_identifier=self.video_identifier,
                 comes_from_video_file=not live,
             )
-            mask = np.zeros((1, 48, 64), bool)
+            mask = np.zeros((1, *self.frame_size), bool)
             mask[0, 10:30, 10:40] = True
             detections = sv.Detections(
                 xyxy=np.array([[10, 10, 40, 30]], np.float32),

@@ -60,3 +60,16 @@ class WebRTCOfferError(ServiceError):
     """The SDP offer could not be used (malformed, or it offers no video to receive)."""
 
     status_code = 422
+
+
+class TrackedObjectNotFoundError(ServiceError):
+    """The stream has no live object with this tracker id (never had, ended, or removed)."""
+
+    status_code = 404
+
+    def __init__(self, stream_id: str, tracker_id: int) -> None:
+        super().__init__(
+            f"tracker_id: stream {stream_id!r} has no live object {tracker_id} (it ended, was "
+            f"removed, or never existed): its detections list the live ones"
+        )
+        self.tracker_id = tracker_id

@@ -42,17 +42,31 @@ from pipeline.service.api_errors import (
     StreamConflictError,
     StreamLimitError,
     StreamNotFoundError,
+    TrackedObjectNotFoundError,
 )
 from pipeline.service.engine import ModelEngine
 from pipeline.service.log_text import printable
 from pipeline.service.metrics import ServiceMetrics, SessionSnapshot, StreamSnapshot
-from pipeline.service.models import ConfiguredStream, StreamInfo, StreamPatch, StreamSpec
+from pipeline.service.models import (
+    ConfiguredStream,
+    PromptRequest,
+    PromptResult,
+    StreamInfo,
+    StreamPatch,
+    StreamSpec,
+)
 from pipeline.service.outputs import StreamOutputs
 from pipeline.service.payloads import jsonable
 from pipeline.service.run_history import RunHistory, RunWatcher, sinks_for_run
 from pipeline.service.settings import DEFAULT_MAX_EVENTS, DEFAULT_MAX_STREAMS, IceSettings
 from pipeline.service.sse import EventHub
 from pipeline.service.store import StoredStream, StreamStore
+from pipeline.service.stream_prompts import (
+    check_frame_id,
+    latest_frame_id,
+    refused_after_check,
+    visual_prompt,
+)
 from pipeline.service.viewer_slots import ViewerSlots
 from pipeline.service.webrtc import WebRTCPublisher
 from pipeline.sources import SourceState
@@ -463,6 +477,46 @@ class StreamManager:
                 stream.paused = paused
                 self._persist(stream, paused=paused)
         return self._info(stream)
+
+    def add_prompt(self, stream_id: str, request: PromptRequest) -> PromptResult:
+        """Track what ``request`` points at in the stream, from its next frame on.
+
+        Raises:
+            StreamNotFoundError: no stream has that id (404).
+            StreamConflictError: the stream is not running, or its object budget is full of
+                prompted objects (409).
+            InvalidStreamError: a field is refused (422, naming it); the stream runs on.
+        """
+        stream = self.get(stream_id)
+        prompt = visual_prompt(request)
+        latest = latest_frame_id(stream_id, stream.pipeline.status(), request.source_id)
+        check_frame_id(request.frame_id, latest)
+        try:
+            tracker_ids = stream.pipeline.add_prompt(prompt, request.source_id)
+        except ValueError as error:
+            raise refused_after_check(stream_id, error, stream.pipeline) from None
+        logger.info("stream %s: prompt for objects %s", stream_id, tracker_ids)
+        frame_id = request.frame_id if request.frame_id is not None else latest
+        return PromptResult(tracker_ids=[int(i) for i in tracker_ids], frame_id=frame_id)
+
+    def remove_object(self, stream_id: str, tracker_id: int, source_id: int | None = None) -> None:
+        """End one live object of the stream now (prompted or found by a class); its id retires.
+
+        Raises:
+            StreamNotFoundError: no stream has that id (404).
+            TrackedObjectNotFoundError: the stream has no live object ``tracker_id`` (404).
+            StreamConflictError: the stream is not running (409).
+            InvalidStreamError: ``source_id`` is not a source of the stream (422).
+        """
+        stream = self.get(stream_id)
+        latest_frame_id(stream_id, stream.pipeline.status(), source_id)
+        try:
+            stream.pipeline.remove_object(tracker_id, source_id)
+        except KeyError:
+            raise TrackedObjectNotFoundError(stream_id, tracker_id) from None
+        except ValueError as error:
+            raise refused_after_check(stream_id, error, stream.pipeline) from None
+        logger.info("stream %s: object %d removed", stream_id, tracker_id)
 
     def _persist(self, stream: ManagedStream, **changes: Any) -> None:
         if stream.origin == "api" and self.store is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from pipeline.redact import redact
 from pipeline.service.log_text import has_control_characters
@@ -203,6 +203,63 @@ class StreamInfo(BaseModel):
 
 class StreamList(BaseModel):
     streams: list[StreamInfo]
+
+
+MAX_PROMPT_SHAPES = 64
+"""Boxes, and points, one ``POST /streams/{id}/prompts`` may carry (each box is a new object)."""
+
+MAX_TRACKER_ID = 2**63 - 1
+"""Tracker ids are int64 in detections; a larger id can name no object."""
+
+Coordinate = Annotated[float, Field(allow_inf_nan=False)]
+PromptBox = Annotated[list[Coordinate], Field(min_length=4, max_length=4)]
+PromptPoint = Annotated[list[Coordinate], Field(min_length=2, max_length=2)]
+PointLabel = Annotated[StrictInt, Field(ge=0, le=1)]
+
+
+class PromptRequest(BaseModel):
+    """``POST /streams/{id}/prompts``: boxes and labelled points to track (visual prompting).
+
+    Shapes are checked here (at most ``MAX_PROMPT_SHAPES`` boxes and points, finite numbers); how
+    they combine is ``tracker.VisualPrompt``'s rule, and whether they fit the frame the tracker's:
+    both answer 422 naming the field, as a bad field here does.
+
+    Attributes:
+        boxes: xyxy pixels, one new object each.
+        points: (x, y) pixels, all for one object; ``labels`` gives one label per point.
+        labels: 1 = the object is here, 0 = it is not.
+        tracker_id: refine this object instead of making new ones (at most one box).
+        frame_id: the frame the coordinates were drawn on; null: the latest frame.
+        class_name: what the objects are called in detections.
+        source_id: the stream's source (a service stream has one: null or 0).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    boxes: list[PromptBox] = Field(
+        default_factory=list, max_length=MAX_PROMPT_SHAPES, examples=[[[10, 20, 60, 80]]]
+    )
+    points: list[PromptPoint] = Field(default_factory=list, max_length=MAX_PROMPT_SHAPES)
+    labels: list[PointLabel] = Field(default_factory=list, max_length=MAX_PROMPT_SHAPES)
+    tracker_id: int | None = Field(default=None, ge=0, le=MAX_TRACKER_ID)
+    frame_id: int | None = Field(default=None, ge=0, le=MAX_TRACKER_ID)
+    class_name: ClassName = "foreground"
+    source_id: int | None = Field(default=None, ge=0, le=MAX_TRACKER_ID)
+
+    _printable_class_name = field_validator("class_name")(refuse_control_characters)
+
+
+class PromptResult(BaseModel):
+    """What a prompt made: the tracker ids, and the frame its coordinates were taken against.
+
+    Attributes:
+        tracker_ids: one per box (one for points alone), or the refined object's id.
+        frame_id: the request's ``frame_id``, else the latest frame processed when it came
+            (null before the stream's first frame: the prompt is placed on that frame).
+    """
+
+    tracker_ids: list[int]
+    frame_id: int | None
 
 
 class WebRTCOffer(BaseModel):
