@@ -373,6 +373,7 @@ def test_metrics_show_each_streams_tracks_and_evictions_by_reason(client, monkey
         objects_live=3,
         tentative_tracks=1,
         evictions={"lost": 4, "unmatched": 0, "duplicate": 2, "budget": 5},
+        visual_objects=2,
     )
     engine = client.app.state.service.engine
     monkeypatch.setattr(engine, "session_stats", lambda: {"dock": stats})
@@ -380,6 +381,7 @@ def test_metrics_show_each_streams_tracks_and_evictions_by_reason(client, monkey
     stream = f'stream="{created["id"]}"'
     assert f"sam3_stream_objects_live{{{stream}}} 3.0" in text
     assert f"sam3_stream_tentative_tracks{{{stream}}} 1.0" in text
+    assert f"sam3_stream_prompted_objects{{{stream}}} 2.0" in text
     for reason, count in stats.evictions.items():
         assert f'sam3_stream_objects_evicted_total{{reason="{reason}",{stream}}} {count}.0' in text
     assert 'sam3_stream_session_bytes_held{video_identifier="dock"} 2048.0' in text

@@ -131,6 +131,8 @@ def test_prompts_make_new_ids_refinement_keeps_the_id_and_delete_ends_the_object
             placed = _frame_when(
                 events, clicked.json()["frame_id"], lambda: _visual_objects(server, stream_id) == 2
             )
+            metrics = http.get("/metrics").text
+            assert f'sam3_stream_prompted_objects{{stream="{stream_id}"}} 2.0' in metrics
             refined = http.post(
                 f"/streams/{stream_id}/prompts",
                 json={"tracker_id": box_id, "points": [[40, 40]], "labels": [0]},

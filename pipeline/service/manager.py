@@ -837,6 +837,7 @@ def _session_snapshot(stats: SessionStats | None) -> SessionSnapshot | None:
         objects_live=stats.objects_live,
         tentative_tracks=stats.tentative_tracks,
         evictions=dict(stats.evictions),
+        prompted_objects=stats.visual_objects,
     )
 
 

@@ -57,6 +57,8 @@ class SessionSnapshot:
     Attributes:
         objects_live: tracks the session holds now (never above the stream's budget).
         tentative_tracks: tracks not confirmed by the detector yet (no ``tracker_id``).
+        prompted_objects: box/point-prompted objects live or waiting for their frame (also in
+            ``objects_live``).
         evictions: tracks removed since the session opened, by reason (``lost``,
             ``unmatched``, ``duplicate``, ``budget``); a new session starts again from 0, which
             Prometheus' ``rate()`` reads as a counter reset.
@@ -65,6 +67,7 @@ class SessionSnapshot:
     objects_live: int
     tentative_tracks: int
     evictions: Mapping[str, int] = field(default_factory=dict)
+    prompted_objects: int = 0
 
 
 @dataclass(frozen=True)
@@ -95,12 +98,17 @@ def latency_quantiles(source: SourceStatus) -> Iterator[tuple[str, str, float]]:
 
 
 class _ObjectFamilies:
-    """Per stream: tracks live, tentative tracks, and evictions by reason."""
+    """Per stream: tracks live, prompted objects, tentative tracks, and evictions by reason."""
 
     def __init__(self) -> None:
         self.live = GaugeMetricFamily(
             f"{PREFIX}_objects_live",
             "Tracks the stream's tracker session holds (at most its max_objects).",
+            labels=["stream"],
+        )
+        self.prompted = GaugeMetricFamily(
+            f"{PREFIX}_prompted_objects",
+            "Box/point-prompted objects of the stream (live or waiting for their frame).",
             labels=["stream"],
         )
         self.tentative = GaugeMetricFamily(
@@ -117,12 +125,13 @@ class _ObjectFamilies:
 
     def add(self, stream: str, session: SessionSnapshot) -> None:
         self.live.add_metric([stream], session.objects_live)
+        self.prompted.add_metric([stream], session.prompted_objects)
         self.tentative.add_metric([stream], session.tentative_tracks)
         for reason, count in sorted(session.evictions.items()):
             self.evicted.add_metric([stream, reason], count)
 
     def families(self) -> tuple[Metric, ...]:
-        return (self.live, self.tentative, self.evicted)
+        return (self.live, self.prompted, self.tentative, self.evicted)
 
 
 class _ServiceCollector(Collector):
