@@ -55,3 +55,17 @@ def test_bench_session_churn_compares_plain_hf_and_ours_under_the_budget(tiny_mo
     assert most <= 2, "objects live never exceed the budget"
     assert "tracks evicted by reason: lost" in out and "budget" in out
     assert "[ours] frame 4/4" in result.stderr
+
+
+def test_bench_session_prompted_compares_the_ports_tracker_session_and_ours(tiny_model_dir):
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "pipeline.cli.main", "bench", "session", "--prompted",
+            "--model", str(tiny_model_dir), "--device", "cpu", "--frames", "4", "--interval", "2",
+        ],
+        capture_output=True, text=True, timeout=600, env={**os.environ},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "frames held at the end: plain 4, ours 1" in result.stdout
+    assert "bytes held at the end ours/plain" in result.stdout
+    assert "[plain] frame 4/4" in result.stderr and "[ours] frame 4/4" in result.stderr

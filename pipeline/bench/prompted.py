@@ -13,7 +13,7 @@ import multiprocessing
 import time
 from typing import Any
 
-from pipeline.bench.session import Sample, _progress, rss_bytes
+from pipeline.bench.session import Sample, _progress, registry_samples, rss_bytes
 
 PROMPT_BOXES = ((20.0, 40.0, 90.0, 110.0), (150.0, 100.0, 230.0, 180.0))
 """xyxy on the 320x240 sample clip: around the square's start and the disc's path."""
@@ -51,32 +51,12 @@ def _plain_loop(tracker: Any, frames: int, interval: int) -> list[Sample]:
 
 
 def _ours_loop(tracker: Any, frames: int, interval: int) -> list[Sample]:
-    from pipeline.sources.sample_clip import sample_frame
     from tracker import SessionRegistry
     from tracker.visual_prompts import VisualPrompt
 
     registry = SessionRegistry(tracker)
     registry.add_prompt("bench", VisualPrompt(boxes=PROMPT_BOXES))
-    samples, started = [], time.perf_counter()
-    for index in range(frames):
-        registry.process(
-            sample_frame(index), video_identifier="bench", frame_id=index, class_names=()
-        )
-        if (index + 1) % interval == 0:
-            stats = registry.stats("bench")
-            elapsed = time.perf_counter() - started
-            samples.append(
-                Sample(
-                    index + 1,
-                    1000 * elapsed / interval,
-                    stats.bytes_held,
-                    stats.frames_held,
-                    rss_bytes(),
-                )
-            )
-            _progress("ours", samples[-1], frames)
-            started = time.perf_counter()
-    return samples
+    return registry_samples(registry, frames, interval, [])
 
 
 def _variant(variant: str, model: str, device: str, frames: int, interval: int) -> list[Sample]:

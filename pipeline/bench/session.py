@@ -68,21 +68,28 @@ def _plain_loop(tracker: Any, frames: int, interval: int, classes: list[str]) ->
 
 
 def _ours_loop(tracker: Any, frames: int, interval: int, classes: list[str]) -> list[Sample]:
-    from pipeline.sources.sample_clip import sample_frame
     from tracker import SessionRegistry
 
-    registry = SessionRegistry(tracker)
+    return registry_samples(SessionRegistry(tracker), frames, interval, classes)
+
+
+def registry_samples(
+    registry: Any, frames: int, interval: int, classes: list[str], identifier: str = "bench"
+) -> list[Sample]:
+    """The sample clip through ``registry`` as ``identifier``; a ``Sample`` every ``interval``."""
+    from pipeline.sources.sample_clip import sample_frame
+
     samples, started = [], time.perf_counter()
     for index in range(frames):
         registry.process(
             sample_frame(index),
-            video_identifier="bench",
+            video_identifier=identifier,
             frame_id=index,
             class_names=classes,
             threshold=0.0,
         )
         if (index + 1) % interval == 0:
-            stats = registry.stats("bench")
+            stats = registry.stats(identifier)
             elapsed = time.perf_counter() - started
             samples.append(
                 Sample(
