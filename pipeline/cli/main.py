@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pipeline.cli import (
     bench_image,
     bench_latency,
+    bench_quality,
     bench_session,
     bench_throughput,
     demo,
@@ -53,6 +54,7 @@ BENCHES: list[Register] = [
     bench_latency.register,
     bench_throughput.register,
     bench_image.register,
+    bench_quality.register,
 ]
 
 
