@@ -139,7 +139,16 @@ def tiny_config_dict(image_size: int = 224) -> dict[str, Any]:
     }
 
 
-def _build_processor(image_size: int) -> Any:
+def _build_processor(
+    image_size: int,
+    tokenizer: Any = None,
+    video_mean_std: tuple[float, float] | None = None,
+) -> Any:
+    """The processor for a model at ``image_size``; the byte-level tokenizer unless one is given.
+
+    ``video_mean_std`` sets the video processor's normalisation (it defaults to ImageNet's stats,
+    while the image processor and the streaming path use 0.5/0.5); trained checkpoints pass it.
+    """
     from transformers import CLIPTokenizer, Sam3VideoProcessor
     from transformers.models.sam2_video.video_processing_sam2_video import (
         Sam2VideoVideoProcessor,
@@ -147,12 +156,19 @@ def _build_processor(image_size: int) -> Any:
     from transformers.models.sam3.image_processing_sam3 import Sam3ImageProcessor
 
     mask_side = 4 * (image_size // PATCH_SIZE)
-    tokenizer = CLIPTokenizer(vocab=_byte_level_vocab(), merges=[])
+    if tokenizer is None:
+        tokenizer = CLIPTokenizer(vocab=_byte_level_vocab(), merges=[])
     image_processor = Sam3ImageProcessor(
         size={"height": image_size, "width": image_size},
         mask_size={"height": mask_side, "width": mask_side},
     )
-    video_processor = Sam2VideoVideoProcessor(size={"height": image_size, "width": image_size})
+    stats: dict[str, Any] = {}
+    if video_mean_std is not None:
+        mean, std = video_mean_std
+        stats = {"image_mean": [mean] * 3, "image_std": [std] * 3}
+    video_processor = Sam2VideoVideoProcessor(
+        size={"height": image_size, "width": image_size}, **stats
+    )
     return Sam3VideoProcessor(
         image_processor=image_processor,
         video_processor=video_processor,

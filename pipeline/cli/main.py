@@ -28,6 +28,7 @@ from pipeline.cli import (
     run,
     segment,
     serve,
+    train_small_model,
 )
 
 Register = Callable[[argparse._SubParsersAction], None]
@@ -43,6 +44,7 @@ def _register_bench(subparsers: argparse._SubParsersAction) -> None:
 
 VERBS: list[Register] = [
     make_tiny_model.register,
+    train_small_model.register,
     demo.register,
     run.register,
     segment.register,

@@ -1,0 +1,314 @@
+"""Phase A of training the shapes model: the SAM3 detector (text -> instances) on synthetic frames.
+
+Each step draws a few generated frames (training seeds below ``HELD_OUT_SEED``), runs the ViT and
+FPN once per frame and the rest of the detector once per (frame, prompt) pair by indexing the
+vision features (``forward_multi``): several prompts per image are what make the text matter
+(the same pixels must answer "circle" and "square" differently). Prompts are shape names first,
+then shape and colour + shape (curriculum). The budget is a step count derived from minutes
+through a fixed seconds-per-step figure, so a seed reproduces the weights whatever the machine's
+speed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tracker.training.config import SceneConfig
+from tracker.training.losses import Target, detector_loss
+from tracker.training.samples import ConceptSample, detector_samples
+from tracker.training.scenes import generate_clip
+from tracker.training.shapes_model import PIXEL_MEAN, PIXEL_STD, new_shapes_model
+
+HELD_OUT_SEED = 10_000
+"""Clip seeds at and above this are never trained on (evaluation and ``bench quality``)."""
+
+SECONDS_PER_STEP_168 = 0.45
+"""Measured cost of one step (2 images x 4 prompts, 168 px, 2 shared cores), a little padded."""
+
+IMAGES_PER_STEP = 2
+PROMPTS_PER_IMAGE = 4
+LEARNING_RATE = 3e-4
+WARMUP_STEPS = 100
+SHAPE_ONLY_FRACTION = 1 / 3
+"""Curriculum: the first third of the steps names shapes only, then colour + shape too."""
+
+CLIP_FRAMES = 4
+SCORE_THRESHOLD = 0.5
+MATCH_IOU = 0.5
+
+
+def seconds_per_step(image_size: int) -> float:
+    """The fixed step cost the budget assumes: convolutions scale with the pixel count."""
+    return SECONDS_PER_STEP_168 * max(0.25, (image_size / 168) ** 2)
+
+
+def steps_for_minutes(minutes: float, image_size: int) -> int:
+    """Step count that fits ``minutes`` at ``seconds_per_step`` (at least 1)."""
+    return max(1, int(minutes * 60 / seconds_per_step(image_size)))
+
+
+def scene_for(image_size: int) -> SceneConfig:
+    """Scene knobs scaled to the image: shapes from 1/6 to 2/5 of the side (2-5 ViT patches at
+    168 px; smaller ones are a patch or two and hard to tell apart for a 2-layer ViT)."""
+    return SceneConfig(min_size=max(6, image_size // 6), max_size=max(7, image_size * 2 // 5))
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One generated frame ready for the model: RGB pixels and its concept samples."""
+
+    image: np.ndarray  # (S, S, 3) uint8 RGB
+    samples: list[ConceptSample]
+
+
+def make_frame(
+    seed: int, image_size: int, *, coloured: bool, rng: np.random.Generator, t: int = 0
+) -> Frame:
+    """Frame ``t`` of clip ``seed`` with its positive and negative prompts."""
+    clip = generate_clip(
+        seed, frames=t + 1, height=image_size, width=image_size, scene=scene_for(image_size)
+    )
+    image = np.ascontiguousarray(clip.images[t][..., ::-1])  # BGR -> RGB, as processors expect
+    return Frame(image, detector_samples(clip.truths[t], coloured=coloured, rng=rng))
+
+
+def to_target(sample: ConceptSample, image_size: int) -> Target:
+    """A sample's boxes normalised to [0, 1] (inclusive pixel boxes) and float masks."""
+    boxes = torch.from_numpy(sample.boxes.astype(np.float32)).reshape(-1, 4)
+    boxes = (boxes + torch.tensor([0.0, 0.0, 1.0, 1.0])) / image_size
+    return {"boxes": boxes, "masks": torch.from_numpy(sample.masks.astype(np.float32))}
+
+
+def pixel_values(images: list[np.ndarray]) -> torch.Tensor:
+    """``(B, 3, S, S)`` normalised as the processors do: ``(x / 255 - 0.5) / 0.5``."""
+    px = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
+    return (px - PIXEL_MEAN) / PIXEL_STD
+
+
+def pick_prompts(
+    samples: list[ConceptSample], count: int, rng: np.random.Generator
+) -> list[ConceptSample]:
+    """``count`` prompts: one positive first when any, the rest positive or negative at 50 %."""
+    positives = [s for s in samples if s.present]
+    negatives = [s for s in samples if not s.present]
+    chosen: list[ConceptSample] = []
+    if positives:
+        chosen.append(positives[int(rng.integers(len(positives)))])
+    while len(chosen) < count:
+        pool = positives if (rng.random() < 0.5 and positives) or not negatives else negatives
+        chosen.append(pool[int(rng.integers(len(pool)))])
+    return chosen
+
+
+def forward_multi(detector: Any, px: torch.Tensor, owner: torch.Tensor, tokens: Any) -> Any:
+    """Detector outputs for prompts ``tokens`` on images ``px[owner]``: one vision pass per image,
+    indexed per prompt, so every prompt's gradient flows into the same ViT pass (plan §2)."""
+    from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
+
+    vision = detector.get_vision_features(pixel_values=px)
+    per_prompt = Sam3VisionEncoderOutput(
+        last_hidden_state=vision.last_hidden_state[owner],
+        fpn_hidden_states=tuple(f[owner] for f in vision.fpn_hidden_states),
+        fpn_position_encoding=tuple(p[owner] for p in vision.fpn_position_encoding),
+    )
+    return detector(
+        vision_embeds=per_prompt, input_ids=tokens.input_ids, attention_mask=tokens.attention_mask
+    )
+
+
+def init_for_training(detector: Any) -> None:
+    """Re-initialise for training from scratch: HF's init is made for loading weights.
+
+    Every HF Linear is N(0, 0.02), so in the post-LN DETR blocks attention adds ~1e-3 to residuals
+    of scale ~3: at init queries, boxes and presence ignore both image and text (plan §0 (c)).
+    Xavier Linears and PyTorch's default convs fix that. HF also puts every reference box at
+    ~(0.5, 0.5, 0.5, 0.5) and queries at std 0.02, so all queries start identical: spread the boxes
+    on a grid and give queries and the presence token unit-scale embeddings.
+    """
+    for module in detector.modules():
+        if isinstance(module, torch.nn.Linear):
+            torch.nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+        elif isinstance(module, torch.nn.Conv2d | torch.nn.ConvTranspose2d):
+            module.reset_parameters()
+    decoder = detector.detr_decoder
+    with torch.no_grad():
+        count = decoder.reference_points.weight.shape[0]
+        side = math.ceil(math.sqrt(count))
+        centres = (torch.arange(side) + 0.5) / side
+        grid = torch.stack(torch.meshgrid(centres, centres, indexing="xy"), -1).reshape(-1, 2)
+        boxes = torch.cat([grid[:count], torch.full((count, 2), 1.0 / (side + 1))], 1)
+        decoder.reference_points.weight.copy_(torch.logit(boxes))
+        decoder.query_embed.weight.normal_(0.0, 1.0)
+        decoder.presence_token.weight.normal_(0.0, 1.0)
+
+
+@dataclass
+class DetectorReport:
+    """What a detector run did and how it scores on held-out frames."""
+
+    steps: int
+    image_size: int
+    seed: int
+    history: list[dict[str, float]] = field(default_factory=list)  # mean parts every 100 steps
+    evaluation: dict[str, float] = field(default_factory=dict)
+
+
+def _lr_factor(step: int, total: int) -> float:
+    """Linear warm-up then cosine decay to 5 % of the peak."""
+    warmup = min(WARMUP_STEPS, max(1, total // 10))
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def train_detector(
+    *,
+    steps: int,
+    seed: int = 0,
+    image_size: int = 168,
+    threads: int = 2,
+    progress: bool = True,
+    eval_images: int = 64,
+    eval_every: int = 0,
+    shape_only_fraction: float = SHAPE_ONLY_FRACTION,
+    log: Any = None,
+) -> tuple[Any, Any, DetectorReport]:
+    """Train a new shapes model's detector for ``steps`` steps; same seed, same weights.
+
+    Args:
+        steps: optimiser steps (``steps_for_minutes`` turns a time budget into this).
+        seed: initialisation, data order and prompt choice.
+        image_size: model side in pixels, a multiple of 14 (168 or 112 fit the CPU budget).
+        threads: torch intra-op threads (fixed, for speed and repeatability).
+        progress: show a tqdm bar with the loss parts.
+        eval_images: held-out frames scored at the end (0 skips evaluation).
+        eval_every: with ``log``, also log a 16-frame held-out evaluation every this many steps.
+        shape_only_fraction: share of the first steps that prompt shape names only.
+        log: called with a line of text every 100 steps and after evaluation (e.g. ``print``).
+
+    Returns:
+        ``(model, processor, report)``: the whole ``Sam3VideoModel`` (tracker untouched), its
+        processor, and the report with the loss curve and held-out figures.
+    """
+    from tqdm.auto import tqdm
+
+    if steps < 1:
+        raise ValueError(f"steps: must be at least 1 (got {steps})")
+    torch.set_num_threads(threads)
+    model, processor = new_shapes_model(image_size, seed)
+    detector = model.detector_model
+    tokenizer = processor.tokenizer
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        init_for_training(detector)
+        detector.train()
+        params = [p for n, p in detector.named_parameters() if not n.startswith("geometry_encoder")]
+        optimiser = torch.optim.AdamW(params, lr=LEARNING_RATE, weight_decay=1e-4)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda i: _lr_factor(i, steps))
+        rng = np.random.default_rng(seed)
+        report = DetectorReport(steps=steps, image_size=image_size, seed=seed)
+        window: list[dict[str, float]] = []
+        bar = tqdm(range(steps), desc="detector", disable=not progress, mininterval=2.0)
+        for step in bar:
+            coloured = step >= steps * shape_only_fraction
+            images, prompts, owner = [], [], []
+            for i in range(IMAGES_PER_STEP):
+                frame = make_frame(
+                    int(rng.integers(HELD_OUT_SEED)),
+                    image_size,
+                    coloured=coloured,
+                    rng=rng,
+                    t=int(rng.integers(CLIP_FRAMES)),
+                )
+                images.append(frame.image)
+                chosen = pick_prompts(frame.samples, PROMPTS_PER_IMAGE, rng)
+                prompts += chosen
+                owner += [i] * len(chosen)
+            tokens = tokenizer(
+                [p.text for p in prompts], return_tensors="pt", padding="max_length", max_length=32
+            )
+            outputs = forward_multi(detector, pixel_values(images), torch.tensor(owner), tokens)
+            loss, parts = detector_loss(outputs, [to_target(p, image_size) for p in prompts])
+            optimiser.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimiser.step()
+            schedule.step()
+            window.append(parts)
+            bar.set_postfix({k[:4]: f"{v:.3f}" for k, v in parts.items()}, refresh=False)
+            if (step + 1) % 100 == 0 or step + 1 == steps:
+                mean = {k: round(float(np.mean([w[k] for w in window])), 4) for k in parts}
+                report.history.append({"step": float(step + 1), **mean})
+                window = []
+                if log is not None:
+                    log(f"step {step + 1}/{steps} {mean}")
+            if log is not None and eval_every and (step + 1) % eval_every == 0:
+                quick = evaluate_detector(detector, tokenizer, image_size, frames=16)
+                log(f"eval at step {step + 1}: {quick}")
+        bar.close()
+    detector.eval()
+    if eval_images:
+        report.evaluation = evaluate_detector(detector, tokenizer, image_size, frames=eval_images)
+        if log is not None:
+            log(f"held-out eval: {report.evaluation}")
+    return model, processor, report
+
+
+@torch.no_grad()
+def evaluate_detector(
+    detector: Any, tokenizer: Any, image_size: int, *, frames: int = 64
+) -> dict[str, float]:
+    """Held-out figures on frames of clips ``HELD_OUT_SEED + i``, shape-name prompts only.
+
+    ``presence_accuracy``: presence logit > 0 exactly when the shape is in the frame, over every
+    shape prompt; ``recall_at_0_5``: share of instances of present shapes covered by a kept
+    detection (score > 0.5) with mask IoU > 0.5; ``negatives_clean``: share of absent-shape
+    prompts with no kept detection.
+    """
+    was_training = detector.training
+    detector.eval()
+    presence_ok = presence_n = hits = instances = clean = negatives = 0
+    rng = np.random.default_rng(0)
+    for i in range(frames):
+        frame = make_frame(HELD_OUT_SEED + i, image_size, coloured=False, rng=rng)
+        tokens = tokenizer(
+            [s.text for s in frame.samples],
+            return_tensors="pt",
+            padding="max_length",
+            max_length=32,
+        )
+        owner = torch.zeros(len(frame.samples), dtype=torch.long)
+        out = forward_multi(detector, pixel_values([frame.image]), owner, tokens)
+        scores = out.pred_logits.sigmoid() * out.presence_logits.sigmoid()
+        masks = F.interpolate(out.pred_masks, size=(image_size, image_size), mode="bilinear") > 0
+        for row, sample in enumerate(frame.samples):
+            presence_n += 1
+            presence_ok += int(bool(out.presence_logits[row, 0] > 0) == sample.present)
+            kept = scores[row] > SCORE_THRESHOLD
+            if not sample.present:
+                negatives += 1
+                clean += int(not bool(kept.any()))
+                continue
+            predicted = masks[row][kept]
+            for truth in torch.from_numpy(sample.masks):
+                instances += 1
+                if len(predicted):
+                    inter = (predicted & truth).flatten(1).sum(1)
+                    union = (predicted | truth).flatten(1).sum(1).clamp(min=1)
+                    hits += int(bool((inter / union).max() > MATCH_IOU))
+    detector.train(was_training)
+    return {
+        "presence_accuracy": round(presence_ok / max(1, presence_n), 4),
+        "recall_at_0_5": round(hits / max(1, instances), 4),
+        "negatives_clean": round(clean / max(1, negatives), 4),
+        "frames": float(frames),
+    }
