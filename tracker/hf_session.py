@@ -8,10 +8,13 @@ are freed that length shrinks and results change from frame 2. ``BoundedInferenc
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 from transformers.models.sam3_video.modeling_sam3_video import Sam3VideoInferenceSession
+
+SessionT = TypeVar("SessionT")
 
 
 class FrameCountSurvivesPruning:
@@ -43,11 +46,14 @@ class BoundedInferenceSession(FrameCountSurvivesPruning, Sam3VideoInferenceSessi
     """A ``Sam3VideoInferenceSession`` whose frame count survives pruning and rebasing."""
 
 
-def new_bounded_session(
-    device: torch.device | str, dtype: torch.dtype = torch.float32
-) -> BoundedInferenceSession:
-    """A streaming session (no video up front) on ``device``, as ``init_video_session`` makes."""
-    return BoundedInferenceSession(
+def new_streaming_session(
+    session_class: Callable[..., SessionT],
+    device: torch.device | str,
+    dtype: torch.dtype = torch.float32,
+) -> SessionT:
+    """A ``session_class`` streaming session (no video up front) on ``device``, as the port's
+    ``init_video_session`` makes one; concept and visual sessions take the same arguments."""
+    return session_class(
         video=None,
         inference_device=device,
         inference_state_device=device,

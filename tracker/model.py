@@ -29,14 +29,14 @@ from tracker.batching import (
 from tracker.compile import compile_vision_encoder
 from tracker.errors import ModelLoadError
 from tracker.frame_matching import FrameMatching, read_frame_matching
-from tracker.hf_session import BoundedInferenceSession, new_bounded_session
+from tracker.hf_session import BoundedInferenceSession, new_streaming_session
 from tracker.inputs import check_class_texts
 from tracker.model_config import check_config_overrides
 from tracker.postprocess import install_postprocessing
 from tracker.preprocess import TensorPreprocessor
 from tracker.stages import StageClock
 from tracker.visual_prompts import VisualPrompt
-from tracker.visual_session import BoundedVisualSession, new_visual_session
+from tracker.visual_session import BoundedVisualSession
 from tracker.weights import REAL_MODEL
 
 logger = logging.getLogger(__name__)
@@ -338,7 +338,7 @@ class Sam3VideoTracker:
 
     def new_session(self, class_names: tuple[str, ...]) -> BoundedInferenceSession:
         """A fresh streaming session with the concepts registered (``add_prompts``)."""
-        session = new_bounded_session(self.device)
+        session = new_streaming_session(BoundedInferenceSession, self.device)
         self.add_prompts(session, class_names)
         return session
 
@@ -595,7 +595,7 @@ class Sam3VideoTracker:
 
     def new_visual_session(self) -> BoundedVisualSession:
         """A fresh box/point-prompted streaming session on the model's device."""
-        return new_visual_session(self.device)
+        return new_streaming_session(BoundedVisualSession, self.device)
 
     def add_visual_prompt(
         self,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from transformers.models.sam3_tracker_video.modeling_sam3_tracker_video import (
     Sam3TrackerVideoInferenceSession,
 )
@@ -82,17 +81,3 @@ class BoundedVisualSession(FrameCountSurvivesPruning, Sam3TrackerVideoInferenceS
             per_slot.clear()
             per_slot.update(items)
         self.obj_with_new_inputs = [i for i in self.obj_with_new_inputs if i != obj_id]
-
-
-def new_visual_session(
-    device: torch.device | str, dtype: torch.dtype = torch.float32
-) -> BoundedVisualSession:
-    """A streaming session (no video up front) on ``device``, as ``init_video_session`` makes."""
-    return BoundedVisualSession(
-        video=None,
-        inference_device=device,
-        inference_state_device=device,
-        video_storage_device=device,
-        dtype=dtype,
-        max_vision_features_cache_size=1,
-    )
