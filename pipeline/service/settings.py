@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.cluster.settings import ClusterSettings
+
 DEFAULT_PORT = 9001
 DEFAULT_MAX_STREAMS = 16
 """Streams one server runs at once unless told otherwise; one more is answered 429."""
@@ -89,6 +91,8 @@ class ServiceSettings:
         media_root: file sources given over the API are names under it; None refuses them.
         allow_private_network: webhook, UDP and source URLs given over the API may reach
             loopback, private, link-local, CGNAT and multicast addresses (refused by default).
+        cluster: run streams on Ray workers (``serve --ray``); None runs them in this process and
+            never imports Ray.
 
     The defaults are the safe ones: an app built with ``ServiceSettings()`` lets API callers write
     no file, read no file and reach no internal address (``pipeline.service.api_access``).
@@ -104,6 +108,7 @@ class ServiceSettings:
     output_dir: Path | None = None
     media_root: Path | None = None
     allow_private_network: bool = False
+    cluster: ClusterSettings | None = None
 
     @property
     def api_output_dir(self) -> Path | None:
