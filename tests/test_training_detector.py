@@ -17,7 +17,7 @@ import torch
 from pipeline.cli.main import main
 from tracker import Sam3VideoTracker, is_tiny_model
 from tracker.training import generate_clip
-from tracker.training.losses import Target, detector_loss, match
+from tracker.training.losses import SEMANTIC_ONLY, Target, detector_loss, match
 from tracker.training.shapes import COLOURS, SHAPE_KINDS
 from tracker.training.shapes_model import (
     BOS_ID,
@@ -142,6 +142,19 @@ def test_a_negative_prompt_pushes_every_score_and_the_presence_down() -> None:
     assert parts["l1"] == parts["mask"] == 0.0
     with pytest.raises(ValueError, match="targets"):
         detector_loss(out, [])
+
+
+def test_the_binding_phase_trains_the_semantic_map_alone() -> None:
+    logits = torch.zeros(1, 4, requires_grad=True)
+    out = _outputs(logits, torch.rand(1, 4, 4).sort(-1).values, torch.zeros(1, 4, 16, 16))
+    total, parts = detector_loss(out, [_two_instances()], SEMANTIC_ONLY)
+    total.backward()
+    assert torch.isclose(total, torch.tensor(parts["semantic"]))
+    assert logits.grad is not None and not logits.grad.any()
+    assert out.presence_logits.grad is not None and not out.presence_logits.grad.any()
+    assert out.semantic_seg.grad is not None and out.semantic_seg.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="semantic_first_fraction"):
+        train_detector(steps=1, image_size=56, progress=False, semantic_first_fraction=1.5)
 
 
 # --- training -----------------------------------------------------------------------------------

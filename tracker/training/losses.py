@@ -9,6 +9,7 @@ Scores combine as ``sigmoid(pred_logits) * sigmoid(presence)`` at inference, as 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypedDict
 
 import torch
@@ -25,6 +26,14 @@ WEIGHTS: dict[str, float] = {
     "semantic": 5.0,
 }
 """Loss weights (plan §2; presence and semantic raised to 5 against collapse to the prior)."""
+
+SEMANTIC_ONLY: dict[str, float] = {name: float(name == "semantic") for name in WEIGHTS}
+"""Only the dense, prompt-conditioned semantic map: what teaches text-image binding first.
+
+Measured (112 px, colour prompts, fresh frames): with every part from step 0 the model learns to
+ignore the prompt within ~50 steps (its text features collapse to one vector, presence stays at
+the prior); the semantic map alone binds colour words to their pixels in ~400 steps, after which
+presence learns (accuracy 0.36 -> 0.80 in 900 steps of the full loss)."""
 
 SEMANTIC_POS_WEIGHT = 5.0
 """Shapes cover a few percent of the frame: weigh their pixels up in the semantic BCE."""
@@ -62,7 +71,9 @@ def match(
     return torch.as_tensor(rows, dtype=torch.long), torch.as_tensor(cols, dtype=torch.long)
 
 
-def detector_loss(outputs: Any, targets: list[Target]) -> tuple[torch.Tensor, dict[str, float]]:
+def detector_loss(
+    outputs: Any, targets: list[Target], weights: Mapping[str, float] = WEIGHTS
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted set loss of a ``Sam3Model`` output over a batch of (image, prompt) pairs.
 
     Args:
@@ -70,6 +81,8 @@ def detector_loss(outputs: Any, targets: list[Target]) -> tuple[torch.Tensor, di
             ``pred_masks`` (B, Q, h, w), ``presence_logits`` (B, 1), ``semantic_seg``
             (B, 1, h, w)); row ``b`` answers ``targets[b]``.
         targets: one per row.
+        weights: each part's weight in the total (``WEIGHTS``; ``SEMANTIC_ONLY`` for the
+            binding phase of training).
 
     Returns:
         The total (a scalar with gradient) and each unweighted part as a float.
@@ -115,5 +128,5 @@ def detector_loss(outputs: Any, targets: list[Target]) -> tuple[torch.Tensor, di
         if n:
             semantic = semantic + _dice(semantic_logits[None], semantic_target[None])[0]
         parts["semantic"] = parts["semantic"] + semantic / rows
-    total = sum((WEIGHTS[k] * v for k, v in parts.items()), zero)
+    total = sum((weights.get(k, 0.0) * v for k, v in parts.items()), zero)
     return total, {k: float(v.detach()) for k, v in parts.items()}

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from tracker.training.config import SceneConfig
-from tracker.training.losses import Target, detector_loss
+from tracker.training.losses import SEMANTIC_ONLY, WEIGHTS, Target, detector_loss
 from tracker.training.samples import ConceptSample, detector_samples
 from tracker.training.scenes import generate_clip
 from tracker.training.shapes_model import PIXEL_MEAN, PIXEL_STD, new_shapes_model
@@ -37,6 +37,9 @@ LEARNING_RATE = 3e-4
 WARMUP_STEPS = 100
 SHAPE_ONLY_FRACTION = 1 / 3
 """Curriculum: the first third of the steps names shapes only, then colour + shape too."""
+SEMANTIC_FIRST_FRACTION = 0.4
+"""Binding phase: the first 40 % of the steps train the semantic map alone (``SEMANTIC_ONLY``),
+so the text matters before presence, scores and boxes can learn to ignore it (losses.py)."""
 
 CLIP_FRAMES = 4
 SCORE_THRESHOLD = 0.5
@@ -180,6 +183,7 @@ def train_detector(
     eval_images: int = 64,
     eval_every: int = 0,
     shape_only_fraction: float = SHAPE_ONLY_FRACTION,
+    semantic_first_fraction: float = SEMANTIC_FIRST_FRACTION,
     log: Any = None,
 ) -> tuple[Any, Any, DetectorReport]:
     """Train a new shapes model's detector for ``steps`` steps; same seed, same weights.
@@ -193,6 +197,7 @@ def train_detector(
         eval_images: held-out frames scored at the end (0 skips evaluation).
         eval_every: with ``log``, also log a 16-frame held-out evaluation every this many steps.
         shape_only_fraction: share of the first steps that prompt shape names only.
+        semantic_first_fraction: share of the first steps that train the semantic map alone.
         log: called with a line of text every 100 steps and after evaluation (e.g. ``print``).
 
     Returns:
@@ -203,6 +208,10 @@ def train_detector(
 
     if steps < 1:
         raise ValueError(f"steps: must be at least 1 (got {steps})")
+    if not 0.0 <= semantic_first_fraction <= 1.0:
+        raise ValueError(
+            f"semantic_first_fraction: must be within [0, 1] (got {semantic_first_fraction})"
+        )
     torch.set_num_threads(threads)
     model, processor = new_shapes_model(image_size, seed)
     detector = model.detector_model
@@ -237,7 +246,9 @@ def train_detector(
                 [p.text for p in prompts], return_tensors="pt", padding="max_length", max_length=32
             )
             outputs = forward_multi(detector, pixel_values(images), torch.tensor(owner), tokens)
-            loss, parts = detector_loss(outputs, [to_target(p, image_size) for p in prompts])
+            weights = SEMANTIC_ONLY if step < steps * semantic_first_fraction else WEIGHTS
+            targets = [to_target(p, image_size) for p in prompts]
+            loss, parts = detector_loss(outputs, targets, weights)
             optimiser.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
