@@ -5,6 +5,14 @@
 # SAM3_STREAM_API_KEY it exits 2 at start. `docker run ... sam3-stream --insecure-no-auth` serves
 # without one (anyone who reaches the port can use it); Host names other than IP addresses and
 # localhost need `--allowed-hosts NAME` (DNS rebinding), e.g. behind a proxy.
+# Ray (README "Scale-out on Ray"): the same image is a Ray node. Ray uses many ports, so every
+# container of the cluster runs with --network host, and the model is at the same path on each:
+#   head:   docker run --gpus all --network host -v /models:/models --entrypoint ray sam3-stream \
+#             start --head --port 6379 --block
+#   worker: docker run --gpus all --network host -v /models:/models --entrypoint ray sam3-stream \
+#             start --address HEAD:6379 --block            (one per GPU machine)
+#   front door: docker run --network host -v /models:/models -e SAM3_STREAM_API_KEY=... \
+#             sam3-stream --ray HEAD:6379 --model /models/sam3
 FROM pytorch/pytorch:2.9.1-cuda12.8-cudnn9-runtime
 
 ENV DEBIAN_FRONTEND=noninteractive \
@@ -25,7 +33,8 @@ COPY pipeline ./pipeline
 COPY sinks ./sinks
 COPY configs ./configs
 # torch comes from the base image (its CUDA build); pip keeps it because the range admits it.
-RUN pip install .
+# The ray extra: the same image serves in one process, fronts a Ray cluster, or is a Ray node.
+RUN pip install ".[ray]"
 
 USER sam3
 RUN mkdir -p /home/sam3/.cache/huggingface /home/sam3/state

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from pipeline.cli import (
+    bench_cluster,
     bench_image,
     bench_latency,
     bench_quality,
@@ -57,6 +58,7 @@ BENCHES: list[Register] = [
     bench_throughput.register,
     bench_image.register,
     bench_quality.register,
+    bench_cluster.register,
 ]
 
 

@@ -16,6 +16,9 @@ Streams created over the API cannot reach the host (``pipeline.service.api_acces
 their file sources are names under ``--media-root`` (none: refused), and their URLs may not reach
 loopback or private addresses unless ``--allow-private-network``. ``--config`` streams, like
 ``sam3-stream run``, keep full paths.
+
+``--ray ADDRESS`` (or a ``ray:`` block in ``--config``) runs the streams on Ray worker actors
+behind the same API (``pipeline.cli.serve_ray``); without it Ray is never imported.
 """
 
 from __future__ import annotations
@@ -27,6 +30,14 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
+
+from pipeline.cli.serve_ray import (
+    add_ray_arguments,
+    check_head_reachable,
+    check_ray_flags,
+    cluster_settings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +172,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"offer is answered 429; a viewer not connected within "
         f"{DEFAULT_VIEWER_CONNECT_TIMEOUT_S:.0f} s is closed",
     )
+    add_ray_arguments(parser)
     parser.set_defaults(handler=_run)
 
 
@@ -180,6 +192,7 @@ def _check(args: argparse.Namespace) -> None:
     if args.max_viewers < 1:
         raise ConfigError(f"--max-viewers must be at least 1, got {args.max_viewers}")
     allowed_hosts(args)
+    check_ray_flags(args)
 
 
 def allowed_hosts(args: argparse.Namespace) -> tuple[str, ...]:
@@ -232,6 +245,9 @@ def _run(args: argparse.Namespace) -> int:
     _check(args)
     model = args.model or REAL_MODEL
     config = load_serve_config(args.config) if args.config else None
+    cluster = cluster_settings(args, config)
+    if cluster is not None:
+        check_head_reachable(cluster)
     install_log_redaction()
     engine = ModelEngine(
         lambda: Sam3VideoTracker.from_pretrained(
@@ -240,6 +256,7 @@ def _run(args: argparse.Namespace) -> int:
         model_name=redact(model),
         max_sessions=max(64, args.max_streams),
         max_objects=args.max_objects,
+        worker_loader=_worker_loader(model, args) if cluster is not None else None,
     )
     settings = ServiceSettings(
         api_key=args.api_key,
@@ -256,6 +273,7 @@ def _run(args: argparse.Namespace) -> int:
         media_root=args.media_root or (config.media_root if config else None),
         allow_private_network=args.allow_private_network
         or (config.allow_private_network if config else False),
+        cluster=cluster,
     )
     sock = bind_socket(args.host, args.port)
     host, port = sock.getsockname()[:2]
@@ -278,6 +296,13 @@ def _run(args: argparse.Namespace) -> int:
     if fatal:
         raise ModelLoadError(fatal[0])
     return 0
+
+
+def _worker_loader(model: str, args: argparse.Namespace) -> Any:
+    """The same model for each Ray worker, as picklable data (the loader above is a closure)."""
+    from pipeline.cluster.loading import TrackerSpec
+
+    return TrackerSpec(model, device=args.device, options={"batch_streams": args.batch_streams})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,8 @@ Besides ``streams``, the file may set what the matching ``serve`` flags set (a f
 command line wins): ``output_dir`` (``--output-dir``), ``media_root`` (``--media-root``) and
 ``allow_private_network`` (``--allow-private-network``; true in either place allows). They bound
 streams created over the API only: the streams of this file keep full paths and any address.
+A ``ray:`` block runs the streams on a Ray cluster, as ``--ray`` does (fields in
+``pipeline.config.ray_config``; each ``--ray-*`` flag overrides its field).
 
 Every field is validated (pydantic) before the server starts; a bad one stops ``serve`` with one
 line naming it.
@@ -28,6 +30,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.config.config_file import read_config_file, validate_config
+from pipeline.config.ray_config import RayConfig
 from pipeline.service.models import ConfiguredStream
 
 
@@ -38,6 +41,7 @@ class ServeConfig(BaseModel):
         output_dir: the output root of sinks given over the API (``serve --output-dir``).
         media_root: the root of file sources given over the API (``serve --media-root``).
         allow_private_network: API URLs may reach internal addresses (``--allow-private-network``).
+        ray: run streams on a Ray cluster (``--ray``); None: in this process, unless ``--ray``.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -46,6 +50,7 @@ class ServeConfig(BaseModel):
     output_dir: Path | None = None
     media_root: Path | None = None
     allow_private_network: bool = False
+    ray: RayConfig | None = None
 
     @model_validator(mode="after")
     def _unique_ids(self) -> ServeConfig:

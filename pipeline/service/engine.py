@@ -37,6 +37,9 @@ class ModelEngine:
         max_sessions: sessions the registry keeps open (at least the stream limit).
         max_objects: the server's default object budget per stream (``serve --max-objects``);
             None: the tracker's default. A stream's own ``max_objects`` overrides it.
+        worker_loader: a picklable loader of the same model for Ray workers
+            (``pipeline.cluster.loading.TrackerSpec``); None: a cluster refuses to start, since
+            ``loader`` may capture what must not travel (the CLI's arguments).
 
     Examples:
         >>> engine = ModelEngine.from_tracker(object(), model_name="stand-in")
@@ -51,8 +54,10 @@ class ModelEngine:
         model_name: str,
         max_sessions: int = 64,
         max_objects: int | None = None,
+        worker_loader: TrackerLoader | None = None,
     ) -> None:
         self.model_name = model_name
+        self.worker_loader = worker_loader
         self._loader = loader
         self._max_sessions = max_sessions
         self._max_objects = max_objects
@@ -85,6 +90,16 @@ class ModelEngine:
         )
         engine.load()
         return engine
+
+    @property
+    def max_sessions(self) -> int:
+        """Sessions one registry keeps open (a Ray worker's registry gets the same)."""
+        return self._max_sessions
+
+    @property
+    def max_objects(self) -> int | None:
+        """The server's default object budget per stream (a Ray worker's too)."""
+        return self._max_objects
 
     @property
     def ready(self) -> bool:

@@ -27,10 +27,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiortc.contrib.media import MediaRelay
 
+from pipeline.cluster.settings import ClusterSettings
 from pipeline.errors import ConfigError, SourceError
 from pipeline.loop.contracts import ManagedPipeline, PipelineFactory
 from pipeline.loop.status import PipelineState
@@ -72,6 +73,9 @@ from pipeline.service.webrtc import WebRTCPublisher
 from pipeline.sources import SourceState
 from sinks import Sink, SinkSpecError, parse_sink_spec
 from tracker import SessionStats
+
+if TYPE_CHECKING:
+    from pipeline.cluster.pool import StreamCluster
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +128,9 @@ class StreamManager:
         access: what API streams may open (roots, network policy); the default lets them write
             no file, read no file and reach no internal address.
         viewer_slots: the WebRTC viewer caps every stream's viewers count against.
+        cluster: run the streams on Ray workers (``pipeline.cluster``): placement, failover and
+            per-worker limits; results come back to this process's SSE/WebRTC/metrics outputs.
+            None runs them here and never imports Ray. ``start_cluster`` starts the workers.
     """
 
     def __init__(
@@ -138,6 +145,7 @@ class StreamManager:
         event_buffer: int = DEFAULT_MAX_EVENTS,
         access: ApiAccess | None = None,
         viewer_slots: ViewerSlots | None = None,
+        cluster: ClusterSettings | None = None,
     ) -> None:
         if max_streams < 1:
             raise ConfigError(f"max_streams must be >= 1, got {max_streams}")
@@ -156,6 +164,13 @@ class StreamManager:
         # Stored streams that ended before this boot: listed, not running, until restarted.
         self._ended: dict[str, StoredStream] = {}
         self.history = RunHistory(store)
+        self.cluster: StreamCluster | None = None
+        if cluster is not None:
+            from pipeline.cluster.pool import StreamCluster  # imports Ray
+
+            self.cluster = StreamCluster(
+                cluster, engine=engine, history=self.history, result_buffer=event_buffer
+            )
         self.metrics.bind(self.snapshots, self._session_figures)
 
     # ---- queries -------------------------------------------------------------------------
@@ -163,6 +178,15 @@ class StreamManager:
     def __len__(self) -> int:
         with self._lock:
             return len(self._streams)
+
+    def start_cluster(self) -> None:
+        """Start the Ray workers (boot, after the model loaded); nothing without a cluster.
+
+        Raises:
+            Exception: Ray could not be reached or a worker failed to load its model.
+        """
+        if self.cluster is not None:
+            self.cluster.start()
 
     def get(self, stream_id: str) -> ManagedStream:
         """The running stream ``stream_id``.
@@ -210,6 +234,7 @@ class StreamManager:
             paused=stream.paused,
             created_at=stream.created_at,
             status=_status(stream.pipeline, stream.outputs, stream.events, stream.webrtc),
+            worker=getattr(stream.pipeline, "worker", None),
         )
 
     def snapshots(self) -> Sequence[StreamSnapshot]:
@@ -318,6 +343,8 @@ class StreamManager:
                     f"video_identifier {video_identifier!r} is used by stream {other_id!r}: "
                     "choose another or leave it out"
                 )
+        if self.cluster is not None:
+            self.cluster.check_room()  # 429 naming max_streams_per_worker
 
     def _start(
         self,
@@ -337,9 +364,12 @@ class StreamManager:
         ever emitted (``RunHistory.begin_run``).
         """
         # None clears whatever an earlier stream of this video_identifier left: the server's.
-        self.engine.set_stream_budget(video_identifier, spec.max_objects)
+        local = self.cluster is None  # a remote stream's budget and ids live on its worker
+        if local:
+            self.engine.set_stream_budget(video_identifier, spec.max_objects)
         try:
-            self.history.begin_run(self.engine.registry, video_identifier, first_epoch)
+            if local:
+                self.history.begin_run(self.engine.registry, video_identifier, first_epoch)
             pipeline, outputs, events, webrtc = self._launch(
                 stream_id,
                 spec,
@@ -349,7 +379,8 @@ class StreamManager:
                 first_epoch=first_epoch,
             )
         except BaseException:
-            self.engine.set_stream_budget(video_identifier, None)  # not started: leave no trace
+            if local:  # not started: leave no trace
+                self.engine.set_stream_budget(video_identifier, None)
             raise
         return ManagedStream(
             id=stream_id,
@@ -379,7 +410,8 @@ class StreamManager:
         ``targets`` are what the source and sinks open (``spec``'s, once ``self.access`` passed
         them); ``spec`` is what the stream shows and stores.
         """
-        user_sinks = _build_sinks(targets.sinks)
+        # A remote stream's sinks are opened and run on its worker.
+        user_sinks = _build_sinks(targets.sinks) if self.cluster is None else []
         events = EventHub(self.event_buffer)
         webrtc = WebRTCPublisher(stream_id, self._relay, self.ice, self.viewer_slots)
         outputs = StreamOutputs(
@@ -392,18 +424,34 @@ class StreamManager:
         options = spec.source_options.as_kwargs() if spec.source_options else {}
         run_options = {**options, "first_epoch": first_epoch} if first_epoch else options
         watcher = RunWatcher(self.history, video_identifier)
+        handlers: list[StatusUpdateHandler] = [_status_forwarder(stream_id, events), watcher]
         try:
-            pipeline = self._pipeline_factory(
-                targets.source,
-                spec.classes,
-                outputs,
-                threshold=spec.threshold,
-                max_fps=spec.max_fps,
-                video_identifiers=[video_identifier],
-                status_update_handlers=[_status_forwarder(stream_id, events), watcher],
-                registry=self.engine.registry,
-                **run_options,
-            )
+            pipeline: ManagedPipeline
+            if self.cluster is not None:
+                pipeline = self._launch_remote(
+                    self.cluster,
+                    stream_id,
+                    spec,
+                    targets,
+                    outputs=outputs,
+                    webrtc=webrtc,
+                    handlers=handlers,
+                    video_identifier=video_identifier,
+                    paused=paused,
+                    first_epoch=first_epoch,
+                )
+            else:
+                pipeline = self._pipeline_factory(
+                    targets.source,
+                    spec.classes,
+                    outputs,
+                    threshold=spec.threshold,
+                    max_fps=spec.max_fps,
+                    video_identifiers=[video_identifier],
+                    status_update_handlers=handlers,
+                    registry=self.engine.registry,
+                    **run_options,
+                )
         except SourceError as error:
             outputs.close()
             raise InvalidStreamError("source", redact(error)) from None
@@ -427,6 +475,53 @@ class StreamManager:
             outputs.close()
             raise
         return pipeline, outputs, events, webrtc
+
+    def _launch_remote(
+        self,
+        cluster: StreamCluster,
+        stream_id: str,
+        spec: StreamSpec,
+        targets: StreamTargets,
+        *,
+        outputs: StreamOutputs,
+        webrtc: WebRTCPublisher,
+        handlers: Sequence[StatusUpdateHandler],
+        video_identifier: str,
+        paused: bool,
+        first_epoch: int,
+    ) -> ManagedPipeline:
+        """Place the stream on a Ray worker and start it there (``StreamCluster.launch``).
+
+        Raises what ``InferencePipeline.init`` would (``SourceError``, ``ConfigError``,
+        ``ValueError``), ``InvalidStreamError`` for a sink the worker refused, and
+        ``StreamLimitError`` when every worker is full.
+        """
+        from pipeline.cluster.remote_pipeline import RemotePipeline
+        from pipeline.cluster.results import StreamLaunch
+
+        launch = StreamLaunch(
+            stream_id=stream_id,
+            video_identifier=video_identifier,
+            source=targets.source,
+            classes=tuple(spec.classes),
+            threshold=spec.threshold,
+            max_fps=spec.max_fps,
+            sinks=tuple(targets.sinks),
+            source_options=spec.source_options.as_kwargs() if spec.source_options else {},
+            max_objects=spec.max_objects,
+            paused=paused,
+            epoch=first_epoch,
+        )
+        pipeline = RemotePipeline(
+            cluster,
+            launch,
+            outputs,
+            status_update_handlers=handlers,
+            wants_images=lambda: webrtc.viewers > 0,
+            model=self.engine.model_name,
+        )
+        cluster.launch(pipeline)
+        return pipeline
 
     def update(self, stream_id: str, patch: StreamPatch) -> StreamInfo:
         """Change classes and/or threshold from the next frame on, without reseeding.
@@ -548,7 +643,7 @@ class StreamManager:
         finally:
             stream.outputs.close()
             self.metrics.forget(stream.id)
-        if self.engine.ready:
+        if self.engine.ready and self.cluster is None:
             # A terminated pipeline may still have one frame inside the model: free the session
             # once that frame is out, never from under it.
             registry = self.engine.registry
@@ -715,6 +810,8 @@ class StreamManager:
                 self._stop(stream)
             except Exception:
                 logger.exception("stopping stream %s failed", stream.id)
+        if self.cluster is not None:
+            self.cluster.close()
 
 
 def _build_sinks(specs: Iterable[str]) -> list[Sink]:
@@ -745,6 +842,9 @@ def _status(
 ) -> dict[str, Any]:
     """What a stream's ``status`` shows: the pipeline's ``status()`` and its outputs' counters."""
     status: dict[str, Any] = jsonable(pipeline.status().to_dict())
+    if getattr(pipeline, "waiting", False):  # a Ray stream whose worker died, until room appears
+        status["state"] = "WAITING"
+    status["worker"] = getattr(pipeline, "worker", None)
     status["outputs"] = jsonable(
         {
             "frames_dispatched": outputs.frames_dispatched,
@@ -753,6 +853,9 @@ def _status(
             "webrtc_viewers": webrtc.viewers,
         }
     )
+    if hasattr(pipeline, "failovers"):  # a Ray stream: its moves, results its worker discarded
+        status["failovers"] = pipeline.failovers
+        status["outputs"]["worker_results_dropped"] = getattr(pipeline, "dropped", 0)
     return status
 
 
@@ -787,6 +890,7 @@ def _stream_info(
     paused: bool,
     created_at: datetime,
     status: dict[str, Any],
+    worker: str | None = None,
 ) -> StreamInfo:
     """What the API shows of a stream, running or ended: its definition and ``status``."""
     return StreamInfo.redacted(
@@ -803,6 +907,7 @@ def _stream_info(
         paused=paused,
         created_at=created_at,
         status=status,
+        worker=worker,
     )
 
 

@@ -177,6 +177,8 @@ class StreamInfo(BaseModel):
         max_objects: the stream's own object budget; null: the server's.
         status: the pipeline's ``status()`` (per source: state, epoch, fps, frame counters,
             reconnects, latency percentiles), credentials redacted.
+        worker: the Ray worker the stream runs on (``worker-0``); null in-process, and while a
+            stream whose worker died waits for room (``status.state`` is ``WAITING`` then).
     """
 
     id: str
@@ -192,6 +194,7 @@ class StreamInfo(BaseModel):
     paused: bool
     created_at: datetime
     status: dict[str, Any]
+    worker: str | None = None
 
     @classmethod
     def redacted(cls, **fields: Any) -> StreamInfo:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from fastapi.concurrency import run_in_threadpool
 
 from pipeline.config.serve_config import ServeConfig
+from pipeline.redact import redact
 from pipeline.service.api_access import ApiAccess
 from pipeline.service.engine import ModelEngine
 from pipeline.service.manager import PipelineFactory, StreamManager
@@ -91,6 +92,7 @@ class ServiceState:
             event_buffer=settings.event_buffer,
             access=access,
             viewer_slots=ViewerSlots(settings.viewers),
+            cluster=settings.cluster,
         )
         return cls(
             manager,
@@ -110,12 +112,22 @@ class ServiceState:
         threading.Thread(target=self._boot, name="service-boot", daemon=True).start()
 
     def _boot(self) -> None:
-        if self.engine.load():
+        if self.engine.load() and self._start_cluster():
             self.manager.start_boot_streams(self._boot_streams)
             self.booted.set()
             logger.info("ready: %d streams running", len(self.manager))
         elif self._on_fatal is not None:
             self._on_fatal(self.engine.error or "model failed to load")
+
+    def _start_cluster(self) -> bool:
+        """Start the Ray workers, if any; False (with the reason in ``engine.error``) if not."""
+        try:
+            self.manager.start_cluster()
+        except Exception as error:
+            self.engine.error = f"the Ray workers did not start: {redact(error)}"
+            logger.error("%s", self.engine.error)
+            return False
+        return True
 
     async def stop(self) -> None:
         """Close viewers on the event loop, then stop streams, free the model, close the store."""
