@@ -16,6 +16,7 @@ join the bench's cluster and the user's own token file is left alone.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import secrets
@@ -105,6 +106,7 @@ def local_ray_head(*, num_cpus: int, num_gpus: int | None = None) -> Iterator[st
         for name in hidden:
             os.environ.pop(name, None)
         os.environ.update(auth)  # this process is the cluster's driver (the front door)
+        _forget_cached_token()
         yield f"127.0.0.1:{port}"
     finally:
         for name, value in saved.items():
@@ -114,6 +116,18 @@ def local_ray_head(*, num_cpus: int, num_gpus: int | None = None) -> Iterator[st
                 os.environ[name] = value
         _stop(head)
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _forget_cached_token() -> None:
+    """Make this process read the token from the environment just set, not a cached one.
+
+    Ray caches the token it loaded first (``~/.ray/auth_token``, or another cluster's) for the
+    life of the process; a driver connecting with that one is refused (``InvalidAuthToken``).
+    The loader is Ray's private API: where it is missing there is no cache to forget.
+    """
+    with contextlib.suppress(ImportError, AttributeError):
+        loader = importlib.import_module("ray._raylet").AuthenticationTokenLoader
+        loader.instance().reset_cache()
 
 
 def _wait_started(head: subprocess.Popen[str]) -> None:
