@@ -119,15 +119,18 @@ def local_ray_head(*, num_cpus: int, num_gpus: int | None = None) -> Iterator[st
 
 
 def _forget_cached_token() -> None:
-    """Make this process read the token from the environment just set, not a cached one.
+    """Make this process use the auth mode and token just set in the environment.
 
-    Ray caches the token it loaded first (``~/.ray/auth_token``, or another cluster's) for the
-    life of the process; a driver connecting with that one is refused (``InvalidAuthToken``).
-    The loader is Ray's private API: where it is missing there is no cache to forget.
+    Ray reads ``RAY_AUTH_MODE`` into its config when it is first imported and caches the token it
+    loaded first: in a process that imported Ray before (a test run collects every module), the
+    driver would connect without the token, or with another, and be refused
+    (``InvalidAuthToken``). Both refreshes are Ray's private API (what its own ``ray.init`` calls
+    to turn token mode on); where they are missing there is nothing cached to refresh.
     """
     with contextlib.suppress(ImportError, AttributeError):
-        loader = importlib.import_module("ray._raylet").AuthenticationTokenLoader
-        loader.instance().reset_cache()
+        raylet = importlib.import_module("ray._raylet")
+        raylet.Config.initialize("")
+        raylet.AuthenticationTokenLoader.instance().reset_cache()
 
 
 def _wait_started(head: subprocess.Popen[str]) -> None:
