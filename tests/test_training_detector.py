@@ -17,18 +17,34 @@ import torch
 from pipeline.cli.main import main
 from tracker import Sam3VideoTracker, is_tiny_model
 from tracker.training import generate_clip
+from tracker.training.dense_labels import (
+    COLOUR_CLASSES,
+    KIND_CLASSES,
+    LABEL_STRIDE,
+    DenseLabelHeads,
+    dense_label_loss,
+    dense_targets,
+)
 from tracker.training.losses import SEMANTIC_ONLY, Target, detector_loss, match
 from tracker.training.shapes import COLOURS, SHAPE_KINDS
 from tracker.training.shapes_model import (
     BOS_ID,
     CARD_FILE,
+    DECODER_LAYERS,
     EOS_ID,
+    QUERIES,
     new_shapes_model,
     save_shapes_model,
     shapes_config_dict,
     shapes_tokenizer,
 )
-from tracker.training.train_detector import make_frame, pick_prompts, train_detector
+from tracker.training.train_detector import (
+    _warm_up_backbone,
+    init_for_training,
+    make_frame,
+    pick_prompts,
+    train_detector,
+)
 
 # --- tokenizer, config, saving ------------------------------------------------------------------
 
@@ -51,6 +67,8 @@ def test_every_shape_and_colour_word_is_one_token_and_other_words_still_encode()
 def test_config_has_real_thresholds_and_bad_image_size_is_refused() -> None:
     config = shapes_config_dict(112)
     assert config["score_threshold_detection"] > 0 and config["new_det_thresh"] > 0
+    decoder = config["detector_config"]["detr_decoder_config"]
+    assert (decoder["num_queries"], decoder["num_layers"]) == (QUERIES, DECODER_LAYERS)
     with pytest.raises(ValueError, match="image_size"):
         new_shapes_model(100)
 
@@ -157,6 +175,69 @@ def test_the_binding_phase_trains_the_semantic_map_alone() -> None:
         train_detector(steps=1, image_size=56, progress=False, semantic_first_fraction=1.5)
 
 
+# --- dense labels (backbone warm-up) -------------------------------------------------------------
+
+
+def test_dense_targets_name_each_objects_kind_and_colour_where_it_is_drawn() -> None:
+    truth = generate_clip(7, frames=1, height=112, width=112).truths[0]
+    kinds, colours = dense_targets(truth)
+    assert kinds.shape == colours.shape == (112 // LABEL_STRIDE, 112 // LABEL_STRIDE)
+    assert (kinds > 0).any() and ((kinds > 0) == (colours > 0)).all()
+    half = LABEL_STRIDE // 2
+    on_top: dict[tuple[int, int], tuple[str, str]] = {}
+    for obj in truth.objects:  # later objects are drawn over earlier ones
+        for y, x in zip(*np.nonzero(obj.mask[half::LABEL_STRIDE, half::LABEL_STRIDE]), strict=True):
+            on_top[(int(y), int(x))] = (obj.kind, obj.colour)
+    assert on_top and len(on_top) == int((kinds > 0).sum())
+    for (y, x), (kind, colour) in on_top.items():
+        assert KIND_CLASSES[kinds[y, x]] == kind and COLOUR_CLASSES[colours[y, x]] == colour
+
+
+def test_dense_loss_scores_kind_accuracy_and_refuses_a_wrong_batch() -> None:
+    kinds = np.zeros((4, 4), np.int64)
+    kinds[1:3, 1:3] = KIND_CLASSES.index("square")
+    colours = np.where(kinds > 0, COLOUR_CLASSES.index("red"), 0)
+    heads = DenseLabelHeads(8)
+    with torch.no_grad():  # a head that reads channel 0 as "square", channel 1 as "red"
+        for conv, right in (
+            (heads.kind, KIND_CLASSES.index("square")),
+            (heads.colour, COLOUR_CLASSES.index("red")),
+        ):
+            conv.weight.zero_()
+            conv.bias.zero_()
+            conv.weight[0, 1] = 10.0  # background where channel 1 is high
+            conv.weight[right, 0] = 10.0
+    features = torch.zeros(1, 8, 4, 4)
+    features[0, 0] = torch.from_numpy(kinds > 0).float()
+    features[0, 1] = torch.from_numpy(kinds == 0).float()
+    fpn = (features, features, features)  # the encoder's level is the one before the last
+    loss, accuracy = dense_label_loss(heads, fpn, [(kinds, colours)])
+    assert accuracy == 1.0 and float(loss.detach()) < 0.01
+    _, wrong = dense_label_loss(heads, (features, -features, features), [(kinds, colours)])
+    assert wrong == 0.0
+    with pytest.raises(ValueError, match="targets"):
+        dense_label_loss(heads, fpn, [])
+
+
+def test_the_backbone_warm_up_trains_the_vision_encoder_and_nothing_else() -> None:
+    model, _ = new_shapes_model(56, 0)
+    detector = model.detector_model
+    init_for_training(detector)
+    detector.train()
+    before = {k: v.clone() for k, v in detector.state_dict().items()}
+    heads = DenseLabelHeads(detector.config.vision_config.fpn_hidden_size)
+    accuracy = _warm_up_backbone(
+        detector, heads, 2, 56, np.random.default_rng(0), progress=False, log=None
+    )
+    assert 0.0 <= accuracy <= 1.0
+    after = detector.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(k.startswith("vision_encoder.backbone.") for k in changed)
+    assert changed and all(k.startswith("vision_encoder.") for k in changed), sorted(changed)
+    with pytest.raises(ValueError, match="backbone_warmup_ratio"):
+        train_detector(steps=1, image_size=56, progress=False, backbone_warmup_ratio=-1)
+
+
 # --- training -----------------------------------------------------------------------------------
 
 
@@ -176,6 +257,7 @@ def test_same_seed_gives_the_same_weights_and_another_seed_does_not() -> None:
             steps=2, seed=seed, image_size=56, threads=1, progress=False, eval_images=2
         )
         assert report.steps == 2 and len(report.history) == 1
+        assert report.backbone_kind_accuracy is not None
         assert set(report.evaluation) >= {"presence_accuracy", "recall_at_0_5", "negatives_clean"}
         return {k: v.clone() for k, v in model.detector_model.state_dict().items()}
 

@@ -36,6 +36,12 @@ NMS_THRESHOLD = 0.1
 FUSION_LAYERS = 2
 """DETR encoder layers (image attends to text); the tiny random model has 1."""
 
+QUERIES = 16
+DECODER_LAYERS = 2
+"""DETR queries (on a 4x4 grid of reference boxes at init) and decoder layers. With the tiny
+model's 4 queries and 1 layer the matched boxes never converged (GIoU loss stuck at 0.90 in every
+run); with 16 and 2 it falls to 0.65 within 500 full-loss steps (best box IoU 0.44, 112 px)."""
+
 CARD_FILE = "training_card.json"
 
 
@@ -90,14 +96,16 @@ def shapes_tokenizer() -> Any:
 
 
 def shapes_config_dict(image_size: int = 168) -> dict[str, Any]:
-    """``tiny_config_dict`` with the merged vocabulary, explicit special ids, two fusion layers
-    and real thresholds."""
+    """``tiny_config_dict`` with the merged vocabulary, explicit special ids, two fusion layers,
+    16 queries over two decoder layers and real thresholds."""
     config = tiny_config_dict(image_size)
     text = config["detector_config"]["text_config"]
     text["vocab_size"] = len(_merges()[0])
     text["bos_token_id"], text["eos_token_id"], text["pad_token_id"] = BOS_ID, EOS_ID, PAD_ID
     # Two vision<->text fusion layers (plan §7 escalation 3): one lets the model ignore the text.
     config["detector_config"]["detr_encoder_config"]["num_layers"] = FUSION_LAYERS
+    decoder = config["detector_config"]["detr_decoder_config"]
+    decoder["num_queries"], decoder["num_layers"] = QUERIES, DECODER_LAYERS
     config["score_threshold_detection"] = SCORE_THRESHOLD
     config["new_det_thresh"] = NEW_DET_THRESHOLD
     config["det_nms_thresh"] = NMS_THRESHOLD
