@@ -26,6 +26,7 @@ from tracker.training.dense_labels import (
     dense_targets,
 )
 from tracker.training.losses import SEMANTIC_ONLY, Target, detector_loss, match
+from tracker.training.samples import detector_samples
 from tracker.training.shapes import COLOURS, SHAPE_KINDS
 from tracker.training.shapes_model import (
     BOS_ID,
@@ -40,6 +41,7 @@ from tracker.training.shapes_model import (
 )
 from tracker.training.train_detector import (
     _warm_up_backbone,
+    evaluate_detector,
     init_for_training,
     make_frame,
     pick_prompts,
@@ -251,6 +253,32 @@ def test_prompts_start_with_a_positive_and_mix_in_negatives() -> None:
     assert clip.images[0].shape == frame.image.shape
 
 
+def test_colour_words_name_every_object_of_that_colour_and_absent_colours_are_negatives() -> None:
+    truth = generate_clip(11, frames=1, height=112, width=112).truths[0]
+    samples = {s.text: s for s in detector_samples(truth, colour_words=True)}
+    present = {obj.colour for obj in truth.objects}
+    assert set(COLOURS) <= set(samples) and present
+    for colour in COLOURS:
+        ids = {obj.object_id for obj in truth.objects if obj.colour == colour}
+        assert set(samples[colour].object_ids) == ids and samples[colour].present == bool(ids)
+    frame = make_frame(11, 112, coloured=True, rng=np.random.default_rng(0), concepts="colours")
+    assert sorted(s.text for s in frame.samples) == sorted(COLOURS)
+    with pytest.raises(ValueError, match="concepts"):
+        train_detector(steps=1, image_size=56, progress=False, concepts="animals")
+
+
+def test_evaluation_reports_shape_and_colour_prompts_apart() -> None:
+    model, processor = new_shapes_model(56, 0)
+    detector = model.detector_model
+    both = evaluate_detector(detector, processor.tokenizer, 56, frames=2, concepts="all")
+    keys = {"presence_accuracy", "recall_at_0_5", "best_mask_iou", "top_score_hit"}
+    assert keys <= set(both) and {f"colour_{k}" for k in keys} <= set(both)
+    assert all(0.0 <= both[k] <= 1.0 for k in keys) and both["best_mask_iou"] > 0.0
+    shapes = evaluate_detector(detector, processor.tokenizer, 56, frames=2, concepts="shapes")
+    assert keys <= set(shapes) and not any(k.startswith("colour_") for k in shapes)
+    assert shapes["presence_accuracy"] == both["presence_accuracy"]  # same shape prompts
+
+
 def test_same_seed_gives_the_same_weights_and_another_seed_does_not() -> None:
     def weights(seed: int) -> dict[str, torch.Tensor]:
         model, _, report = train_detector(
@@ -285,8 +313,9 @@ def test_cli_writes_a_checkpoint_the_streaming_tracker_loads_and_runs(
     assert main([*args, "--no-progress", "--threads", "1"]) == 0
     printed = capsys.readouterr().out
     assert "tracker phase is added separately" in printed and "presence accuracy" in printed
+    assert "held-out shape prompts" in printed and "held-out colour prompts" in printed
     card = json.loads((out / CARD_FILE).read_text())
-    assert card["phases"] == ["detector"] and card["steps"] >= 1
+    assert card["phases"] == ["detector"] and card["steps"] >= 1 and card["concepts"] == "all"
     tracker = Sam3VideoTracker.from_pretrained(str(out), device="cpu", max_num_objects=2)
     session = tracker.new_session(("circle",))
     frame = generate_clip(10_001, frames=1, height=120, width=160).images[0][..., ::-1]

@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train-small-model",
         help="train a small SAM3 on generated shapes (CPU); detector phase for now",
         description="Trains the transformers SAM3 detector of a small checkpoint on generated "
-        "clips of moving shapes (concepts: shape names, colour + shape) and writes it to OUT. "
+        "clips of moving shapes (concepts: shape names, colour words, colour + shape) and writes "
+        "it to OUT. "
         "The budget is a step count derived from --minutes, so a seed gives the same weights on "
         f"any machine. Note: {TRACKER_NOTE}.",
     )
@@ -34,6 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=168,
         help="model input side, a multiple of 14 (default 168)",
+    )
+    parser.add_argument(
+        "--concepts",
+        choices=("all", "shapes", "colours"),
+        default="all",
+        help="prompt vocabulary: shape names and colour words (default), shapes, or colours",
     )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -70,6 +77,7 @@ def _run(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         threads=args.threads,
         progress=not args.no_progress,
+        concepts=args.concepts,
     )
     minutes = (time.perf_counter() - started) / 60
     card = {
@@ -79,17 +87,27 @@ def _run(args: argparse.Namespace) -> int:
         "steps": steps,
         "image_size": args.image_size,
         "seed": args.seed,
+        "concepts": args.concepts,
         "minutes": round(minutes, 2),
+        "backbone_kind_accuracy": report.backbone_kind_accuracy,
         "evaluation": report.evaluation,
         "loss_history": report.history,
     }
     path = save_shapes_model(model, processor, args.out, card)
     figures = report.evaluation
-    print(
-        f"held-out: presence accuracy {figures.get('presence_accuracy', 0):.3f}, "
-        f"recall@0.5 {figures.get('recall_at_0_5', 0):.3f}, "
-        f"negatives clean {figures.get('negatives_clean', 0):.3f} "
-        f"({steps} steps, {minutes:.1f} min)"
+    groups = [("", "shape prompts" if args.concepts != "colours" else "colour prompts")]
+    if "colour_presence_accuracy" in figures:
+        groups.append(("colour_", "colour prompts"))
+    labels = (
+        ("presence accuracy", "presence_accuracy"),
+        ("recall@0.5", "recall_at_0_5"),
+        ("best mask IoU", "best_mask_iou"),
+        ("top score hit", "top_score_hit"),
+        ("negatives clean", "negatives_clean"),
     )
+    for prefix, name in groups:
+        parts = ", ".join(f"{label} {figures.get(prefix + key, 0):.3f}" for label, key in labels)
+        print(f"held-out {name}: {parts}")
+    print(f"({steps} steps, {minutes:.1f} min)")
     print(f"checkpoint written to {path} ({TRACKER_NOTE})")
     return 0

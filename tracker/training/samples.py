@@ -45,20 +45,23 @@ def detector_samples(
     kinds: tuple[str, ...] = SHAPE_KINDS,
     colours: tuple[str, ...] = tuple(COLOURS),
     coloured: bool = False,
+    colour_words: bool = False,
     max_negatives: int | None = None,
     rng: np.random.Generator | None = None,
 ) -> list[ConceptSample]:
     """Positive then negative prompts for ``truth``'s frame.
 
-    Positives: each shape kind present (every instance of it), and with ``coloured`` each
-    colour + shape present. Negatives: each kind of ``kinds`` absent, and with ``coloured`` each
-    colour + shape of ``colours`` x present kinds that is absent (the hard negatives).
+    Positives: each shape kind present (every instance of it), with ``coloured`` each
+    colour + shape present, with ``colour_words`` each colour present. Negatives: each kind of
+    ``kinds`` absent, with ``coloured`` each colour + shape of ``colours`` x present kinds that is
+    absent (the hard negatives), with ``colour_words`` each colour of ``colours`` absent.
 
     Args:
         truth: the frame's ground truth.
         kinds: the shape vocabulary negatives are drawn from.
         colours: the colour vocabulary coloured negatives are drawn from.
         coloured: add colour + shape prompts.
+        colour_words: add colour prompts (``"red"``): each colour of ``colours``, present or not.
         max_negatives: keep at most this many negatives (all with ``None``).
         rng: picks which negatives to keep; without it, the first in sorted order are kept.
     """
@@ -76,6 +79,10 @@ def detector_samples(
             for colour in colours
             if f"{colour} {kind}" not in present_coloured
         ]
+    if colour_words:
+        present_colours = {obj.colour for obj in truth.objects}
+        positives += [colour for colour in colours if colour in present_colours]
+        negatives += [colour for colour in colours if colour not in present_colours]
     if max_negatives is not None and len(negatives) > max_negatives:
         if rng is None:
             negatives = negatives[:max_negatives]

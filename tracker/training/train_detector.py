@@ -30,6 +30,7 @@ from tracker.training.dense_labels import DenseLabelHeads, dense_label_loss, den
 from tracker.training.losses import SEMANTIC_ONLY, WEIGHTS, Target, detector_loss
 from tracker.training.samples import ConceptSample, detector_samples
 from tracker.training.scenes import generate_clip
+from tracker.training.shapes import COLOURS
 from tracker.training.shapes_model import PIXEL_MEAN, PIXEL_STD, new_shapes_model
 
 HELD_OUT_SEED = 10_000
@@ -58,6 +59,11 @@ WARMUP_STEP_COST = 0.3
 with two runs sharing the 2 cores: 0.073 s against 0.25 s)."""
 DENSE_WEIGHT = 1.0
 """The dense labels stay in the detector phases' loss, so binding cannot wash the shapes out."""
+
+CONCEPTS = ("all", "shapes", "colours")
+"""Prompt vocabularies: shape names and colour words from the start (colour + shape after the
+shape-only steps), shapes alone (colour + shape later), or colour words alone. Measured (112 px):
+colour words bind and their presence reaches 0.89 held-out; shape names do not bind yet."""
 
 CLIP_FRAMES = 4
 SCORE_THRESHOLD = 0.5
@@ -93,15 +99,29 @@ class Frame:
 
 
 def make_frame(
-    seed: int, image_size: int, *, coloured: bool, rng: np.random.Generator, t: int = 0
+    seed: int,
+    image_size: int,
+    *,
+    coloured: bool,
+    rng: np.random.Generator,
+    t: int = 0,
+    concepts: str = "shapes",
 ) -> Frame:
-    """Frame ``t`` of clip ``seed`` with its positive and negative prompts."""
+    """Frame ``t`` of clip ``seed`` with its positive and negative prompts from ``concepts``
+    (``CONCEPTS``; ``coloured`` adds colour + shape prompts except to ``"colours"``)."""
     clip = generate_clip(
         seed, frames=t + 1, height=image_size, width=image_size, scene=scene_for(image_size)
     )
     image = np.ascontiguousarray(clip.images[t][..., ::-1])  # BGR -> RGB, as processors expect
     truth = clip.truths[t]
-    return Frame(image, detector_samples(truth, coloured=coloured, rng=rng), dense_targets(truth))
+    if concepts == "colours":
+        samples = detector_samples(truth, rng=rng, colour_words=True)
+        samples = [sample for sample in samples if sample.text in COLOURS]
+    else:
+        samples = detector_samples(
+            truth, coloured=coloured, colour_words=concepts == "all", rng=rng
+        )
+    return Frame(image, samples, dense_targets(truth))
 
 
 def to_target(sample: ConceptSample, image_size: int) -> Target:
@@ -258,6 +278,7 @@ def train_detector(
     shape_only_fraction: float = SHAPE_ONLY_FRACTION,
     semantic_first_fraction: float = SEMANTIC_FIRST_FRACTION,
     backbone_warmup_ratio: float = BACKBONE_WARMUP_RATIO,
+    concepts: str = "all",
     log: Any = None,
 ) -> tuple[Any, Any, DetectorReport]:
     """Train a new shapes model's detector for ``steps`` steps; same seed, same weights.
@@ -274,6 +295,7 @@ def train_detector(
         semantic_first_fraction: share of the first steps that train the semantic map alone.
         backbone_warmup_ratio: dense-label steps of the vision encoder alone, per detector step,
             run before the detector steps (0 skips the warm-up).
+        concepts: the prompt vocabulary, one of ``CONCEPTS``.
         log: called with a line of text every 100 steps and after evaluation (e.g. ``print``).
 
     Returns:
@@ -284,6 +306,8 @@ def train_detector(
 
     if steps < 1:
         raise ValueError(f"steps: must be at least 1 (got {steps})")
+    if concepts not in CONCEPTS:
+        raise ValueError(f"concepts: choose one of {', '.join(CONCEPTS)} (got {concepts!r})")
     if backbone_warmup_ratio < 0:
         raise ValueError(f"backbone_warmup_ratio: must be 0 or more (got {backbone_warmup_ratio})")
     if not 0.0 <= semantic_first_fraction <= 1.0:
@@ -322,6 +346,7 @@ def train_detector(
                     coloured=coloured,
                     rng=rng,
                     t=int(rng.integers(CLIP_FRAMES)),
+                    concepts=concepts,
                 )
                 images.append(frame.image)
                 dense.append(frame.dense)
@@ -353,34 +378,73 @@ def train_detector(
                 if log is not None:
                     log(f"step {step + 1}/{steps} {mean}")
             if log is not None and eval_every and (step + 1) % eval_every == 0:
-                quick = evaluate_detector(detector, tokenizer, image_size, frames=16)
+                quick = evaluate_detector(
+                    detector, tokenizer, image_size, frames=16, concepts=concepts
+                )
                 log(f"eval at step {step + 1}: {quick}")
         bar.close()
     detector.eval()
     if eval_images:
-        report.evaluation = evaluate_detector(detector, tokenizer, image_size, frames=eval_images)
+        report.evaluation = evaluate_detector(
+            detector, tokenizer, image_size, frames=eval_images, concepts=concepts
+        )
         if log is not None:
             log(f"held-out eval: {report.evaluation}")
     return model, processor, report
 
 
+def _mask_ious(predicted: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """IoU of each of ``(Q, H, W)`` bool masks with one ``(H, W)`` bool mask."""
+    inter = (predicted & truth).flatten(1).sum(1)
+    return inter / (predicted | truth).flatten(1).sum(1).clamp(min=1)
+
+
+@dataclass
+class _Tally:
+    """Counts behind one prompt group's held-out figures."""
+
+    presence_ok: int = 0
+    prompts: int = 0
+    hits: int = 0
+    best_iou: float = 0.0
+    instances: int = 0
+    top_hits: int = 0
+    positives: int = 0
+    clean: int = 0
+    negatives: int = 0
+
+    def figures(self) -> dict[str, float]:
+        return {
+            "presence_accuracy": round(self.presence_ok / max(1, self.prompts), 4),
+            "recall_at_0_5": round(self.hits / max(1, self.instances), 4),
+            "best_mask_iou": round(self.best_iou / max(1, self.instances), 4),
+            "top_score_hit": round(self.top_hits / max(1, self.positives), 4),
+            "negatives_clean": round(self.clean / max(1, self.negatives), 4),
+        }
+
+
 @torch.no_grad()
 def evaluate_detector(
-    detector: Any, tokenizer: Any, image_size: int, *, frames: int = 64
+    detector: Any, tokenizer: Any, image_size: int, *, frames: int = 64, concepts: str = "shapes"
 ) -> dict[str, float]:
-    """Held-out figures on frames of clips ``HELD_OUT_SEED + i``, shape-name prompts only.
+    """Held-out figures on frames of clips ``HELD_OUT_SEED + i``: shape-name prompts under the
+    plain keys and colour words under ``colour_...`` (plain keys for ``concepts="colours"``).
 
-    ``presence_accuracy``: presence logit > 0 exactly when the shape is in the frame, over every
-    shape prompt; ``recall_at_0_5``: share of instances of present shapes covered by a kept
-    detection (score > 0.5) with mask IoU > 0.5; ``negatives_clean``: share of absent-shape
-    prompts with no kept detection.
+    ``presence_accuracy``: presence logit > 0 exactly when the concept is in the frame;
+    ``recall_at_0_5``: share of instances covered by a kept detection (score > 0.5) with mask
+    IoU > 0.5; ``best_mask_iou``: mean over instances of the best query's mask IoU, whatever its
+    score (can the masks be right at all); ``top_score_hit``: share of present prompts whose
+    highest-scoring query has mask IoU > 0.5 with an instance (is the ranking right, whatever
+    the threshold); ``negatives_clean``: share of absent prompts with no kept detection.
     """
     was_training = detector.training
     detector.eval()
-    presence_ok = presence_n = hits = instances = clean = negatives = 0
+    groups = {"shape": _Tally(), "colour": _Tally()}
     rng = np.random.default_rng(0)
     for i in range(frames):
-        frame = make_frame(HELD_OUT_SEED + i, image_size, coloured=False, rng=rng)
+        frame = make_frame(
+            HELD_OUT_SEED + i, image_size, coloured=False, rng=rng, concepts=concepts
+        )
         tokens = tokenizer(
             [s.text for s in frame.samples],
             return_tensors="pt",
@@ -393,24 +457,27 @@ def evaluate_detector(
         scores = out.pred_logits.sigmoid() * out.presence_logits.sigmoid()
         masks = F.interpolate(out.pred_masks, size=(image_size, image_size), mode="bilinear") > 0
         for row, sample in enumerate(frame.samples):
-            presence_n += 1
-            presence_ok += int(bool(out.presence_logits[row, 0] > 0) == sample.present)
+            tally = groups["colour" if sample.text in COLOURS else "shape"]
+            tally.prompts += 1
+            tally.presence_ok += int(bool(out.presence_logits[row, 0] > 0) == sample.present)
             kept = scores[row] > SCORE_THRESHOLD
             if not sample.present:
-                negatives += 1
-                clean += int(not bool(kept.any()))
+                tally.negatives += 1
+                tally.clean += int(not bool(kept.any()))
                 continue
-            predicted = masks[row][kept]
-            for truth in torch.from_numpy(sample.masks):
-                instances += 1
-                if len(predicted):
-                    inter = (predicted & truth).flatten(1).sum(1)
-                    union = (predicted | truth).flatten(1).sum(1).clamp(min=1)
-                    hits += int(bool((inter / union).max() > MATCH_IOU))
+            tally.positives += 1
+            top = int(scores[row].argmax())
+            truths = torch.from_numpy(sample.masks)
+            top_ious = torch.stack([_mask_ious(masks[row, top][None], t)[0] for t in truths])
+            tally.top_hits += int(bool(top_ious.max() > MATCH_IOU))
+            for truth in truths:
+                ious = _mask_ious(masks[row], truth)
+                tally.instances += 1
+                tally.best_iou += float(ious.max())
+                tally.hits += int(bool((ious[kept] > MATCH_IOU).any()))
     detector.train(was_training)
-    return {
-        "presence_accuracy": round(presence_ok / max(1, presence_n), 4),
-        "recall_at_0_5": round(hits / max(1, instances), 4),
-        "negatives_clean": round(clean / max(1, negatives), 4),
-        "frames": float(frames),
-    }
+    primary = groups["shape"] if groups["shape"].prompts else groups["colour"]
+    figures = {**primary.figures(), "frames": float(frames)}
+    if groups["shape"].prompts and groups["colour"].prompts:
+        figures |= {f"colour_{k}": v for k, v in groups["colour"].figures().items()}
+    return figures

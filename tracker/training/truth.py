@@ -1,8 +1,8 @@
 """Ground truth of one synthetic frame: which objects are visible, where, and what they are called.
 
-A concept prompt names a shape (``"circle"``) or a colour and a shape (``"red circle"``); the truth
-answers "which objects does this text mean in this frame" with ``FrameTruth.matching``, so the
-detector's targets, the tracker's targets and the benchmark all read the same rule.
+A concept prompt names a shape (``"circle"``), a colour (``"red"``) or both (``"red circle"``);
+the truth answers "which objects does this text mean in this frame" with ``FrameTruth.matching``,
+so the detector's targets, the tracker's targets and the benchmark all read the same rule.
 """
 
 from __future__ import annotations
@@ -48,8 +48,9 @@ class ObjectTruth:
         return f"{self.colour} {self.kind}"
 
     def matches(self, text: str) -> bool:
-        """True when the prompt ``text`` names this object (``"circle"`` or ``"red circle"``)."""
-        return normalise_text(text) in (self.text, self.coloured_text)
+        """True when the prompt ``text`` names this object (``"circle"``, ``"red"`` or
+        ``"red circle"``)."""
+        return normalise_text(text) in (self.text, self.colour, self.coloured_text)
 
 
 @dataclass(frozen=True)
