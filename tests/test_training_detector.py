@@ -25,6 +25,8 @@ from tracker.training.dense_labels import (
     dense_label_loss,
     dense_targets,
 )
+from tracker.training.detector_eval import choose_threshold, evaluate_detector
+from tracker.training.detector_frames import make_frame
 from tracker.training.losses import SEMANTIC_ONLY, Target, detector_loss, match
 from tracker.training.samples import detector_samples
 from tracker.training.shapes import COLOURS, SHAPE_KINDS
@@ -34,6 +36,7 @@ from tracker.training.shapes_model import (
     DECODER_LAYERS,
     EOS_ID,
     QUERIES,
+    apply_thresholds,
     new_shapes_model,
     save_shapes_model,
     shapes_config_dict,
@@ -41,9 +44,7 @@ from tracker.training.shapes_model import (
 )
 from tracker.training.train_detector import (
     _warm_up_backbone,
-    evaluate_detector,
     init_for_training,
-    make_frame,
     pick_prompts,
     train_detector,
 )
@@ -279,6 +280,23 @@ def test_evaluation_reports_shape_and_colour_prompts_apart() -> None:
     assert shapes["presence_accuracy"] == both["presence_accuracy"]  # same shape prompts
 
 
+def test_the_threshold_separates_present_from_absent_concepts_and_lands_in_the_config() -> None:
+    # Scripted scores: right queries at 0.15-0.19, one wrong top query, absent concepts <= 0.1.
+    positives = [(0.15, True), (0.17, True), (0.19, True), (0.3, False)]
+    negatives = [0.02, 0.03, 0.1]
+    chosen = choose_threshold(positives, negatives)
+    assert 0.1 <= chosen.threshold < 0.15
+    assert (chosen.positives_found, chosen.negatives_clean) == (0.75, 1.0)
+    assert choose_threshold([], []).threshold > 0.9  # nothing to separate: keep nothing
+    model, _ = new_shapes_model(56, 0)
+    apply_thresholds(model.config, chosen.threshold)
+    config = model.config
+    assert config.score_threshold_detection == config.new_det_thresh == chosen.threshold
+    assert config.high_conf_thresh == chosen.threshold
+    with pytest.raises(ValueError, match="threshold"):
+        apply_thresholds(model.config, 1.5)
+
+
 def test_same_seed_gives_the_same_weights_and_another_seed_does_not() -> None:
     def weights(seed: int) -> dict[str, torch.Tensor]:
         model, _, report = train_detector(
@@ -312,10 +330,13 @@ def test_cli_writes_a_checkpoint_the_streaming_tracker_loads_and_runs(
     args = ["train-small-model", str(out), "--minutes", "0.01", "--image-size", "112"]
     assert main([*args, "--no-progress", "--threads", "1"]) == 0
     printed = capsys.readouterr().out
-    assert "tracker phase is added separately" in printed and "presence accuracy" in printed
     assert "held-out shape prompts" in printed and "held-out colour prompts" in printed
+    assert "detection threshold" in printed and "held-out tracking" in printed
     card = json.loads((out / CARD_FILE).read_text())
-    assert card["phases"] == ["detector"] and card["steps"] >= 1 and card["concepts"] == "all"
+    assert card["phases"] == ["detector", "tracker"] and card["steps"] >= 1
+    assert card["concepts"] == "all" and 0 < card["calibration"]["threshold"] < 1
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["score_threshold_detection"] == card["calibration"]["threshold"]
     tracker = Sam3VideoTracker.from_pretrained(str(out), device="cpu", max_num_objects=2)
     session = tracker.new_session(("circle",))
     frame = generate_clip(10_001, frames=1, height=120, width=160).images[0][..., ::-1]

@@ -25,6 +25,7 @@ from tracker.training.train_tracker import (
     TrackerTrainingConfig,
     evaluate_tracker,
     prepare_for_tracker_training,
+    tracker_steps_for_minutes,
     train_tracker,
     training_step,
 )
@@ -203,3 +204,9 @@ def test_decoded_carries_object_score_as_n_1_1() -> None:
 def test_bad_training_config_names_the_field(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=f"^{field}:"):
         TrackerTrainingConfig(**{field: value})
+
+
+def test_the_tracker_budget_is_a_step_count_that_scales_with_pixels() -> None:
+    assert tracker_steps_for_minutes(0, 112) == 0
+    at_112 = tracker_steps_for_minutes(10, 112)
+    assert at_112 > 0 and tracker_steps_for_minutes(10, 224) == at_112 // 4

@@ -112,6 +112,21 @@ def shapes_config_dict(image_size: int = 168) -> dict[str, Any]:
     return config
 
 
+def apply_thresholds(config: Any, threshold: float) -> None:
+    """Set a ``Sam3VideoConfig``'s detection thresholds to one calibrated ``threshold``.
+
+    The port keeps a detection above ``score_threshold_detection``, starts a track above
+    ``new_det_thresh`` and re-seeds a track's memory from a detection above
+    ``high_conf_thresh``; a small trained model's scores are compressed below the port's
+    defaults (0.5 / 0.7 / 0.8), so all three move to the threshold chosen on held-out frames.
+    """
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold: must be between 0 and 1 (got {threshold})")
+    config.score_threshold_detection = threshold
+    config.new_det_thresh = threshold
+    config.high_conf_thresh = threshold
+
+
 def shapes_processor(image_size: int) -> Any:
     """``Sam3VideoProcessor`` with the merged tokenizer and 0.5/0.5 stats for images and video."""
     return _build_processor(image_size, shapes_tokenizer(), (PIXEL_MEAN, PIXEL_STD))

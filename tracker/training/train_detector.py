@@ -23,18 +23,21 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from tracker.training.config import SceneConfig
-from tracker.training.dense_labels import DenseLabelHeads, dense_label_loss, dense_targets
-from tracker.training.losses import SEMANTIC_ONLY, WEIGHTS, Target, detector_loss
-from tracker.training.samples import ConceptSample, detector_samples
-from tracker.training.scenes import generate_clip
-from tracker.training.shapes import COLOURS
-from tracker.training.shapes_model import PIXEL_MEAN, PIXEL_STD, new_shapes_model
-
-HELD_OUT_SEED = 10_000
-"""Clip seeds at and above this are never trained on (evaluation and ``bench quality``)."""
+from tracker.training.dense_labels import DenseLabelHeads, dense_label_loss
+from tracker.training.detector_eval import evaluate_detector
+from tracker.training.detector_frames import (
+    CLIP_FRAMES,
+    CONCEPTS,
+    HELD_OUT_SEED,
+    forward_multi,
+    make_frame,
+    pixel_values,
+    to_target,
+)
+from tracker.training.losses import SEMANTIC_ONLY, WEIGHTS, detector_loss
+from tracker.training.samples import ConceptSample
+from tracker.training.shapes_model import new_shapes_model
 
 SECONDS_PER_STEP_168 = 0.45
 """Measured cost of one step (2 images x 4 prompts, 168 px, 2 shared cores), a little padded."""
@@ -60,15 +63,6 @@ with two runs sharing the 2 cores: 0.073 s against 0.25 s)."""
 DENSE_WEIGHT = 1.0
 """The dense labels stay in the detector phases' loss, so binding cannot wash the shapes out."""
 
-CONCEPTS = ("all", "shapes", "colours")
-"""Prompt vocabularies: shape names and colour words from the start (colour + shape after the
-shape-only steps), shapes alone (colour + shape later), or colour words alone. Measured (112 px):
-colour words bind and their presence reaches 0.89 held-out; shape names do not bind yet."""
-
-CLIP_FRAMES = 4
-SCORE_THRESHOLD = 0.5
-MATCH_IOU = 0.5
-
 
 def seconds_per_step(image_size: int) -> float:
     """The fixed step cost the budget assumes: convolutions scale with the pixel count."""
@@ -81,60 +75,6 @@ def steps_for_minutes(
     """Detector step count that fits ``minutes`` with its backbone warm-up (at least 1)."""
     cost = seconds_per_step(image_size) * (1 + backbone_warmup_ratio * WARMUP_STEP_COST)
     return max(1, int(minutes * 60 / cost))
-
-
-def scene_for(image_size: int) -> SceneConfig:
-    """Scene knobs scaled to the image: shapes from 1/6 to 2/5 of the side (2-5 ViT patches at
-    168 px; smaller ones are a patch or two and hard to tell apart for a 2-layer ViT)."""
-    return SceneConfig(min_size=max(6, image_size // 6), max_size=max(7, image_size * 2 // 5))
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One generated frame ready for the model: RGB pixels and its concept samples."""
-
-    image: np.ndarray  # (S, S, 3) uint8 RGB
-    samples: list[ConceptSample]
-    dense: tuple[np.ndarray, np.ndarray]  # per-pixel kind and colour classes (dense_targets)
-
-
-def make_frame(
-    seed: int,
-    image_size: int,
-    *,
-    coloured: bool,
-    rng: np.random.Generator,
-    t: int = 0,
-    concepts: str = "shapes",
-) -> Frame:
-    """Frame ``t`` of clip ``seed`` with its positive and negative prompts from ``concepts``
-    (``CONCEPTS``; ``coloured`` adds colour + shape prompts except to ``"colours"``)."""
-    clip = generate_clip(
-        seed, frames=t + 1, height=image_size, width=image_size, scene=scene_for(image_size)
-    )
-    image = np.ascontiguousarray(clip.images[t][..., ::-1])  # BGR -> RGB, as processors expect
-    truth = clip.truths[t]
-    if concepts == "colours":
-        samples = detector_samples(truth, rng=rng, colour_words=True)
-        samples = [sample for sample in samples if sample.text in COLOURS]
-    else:
-        samples = detector_samples(
-            truth, coloured=coloured, colour_words=concepts == "all", rng=rng
-        )
-    return Frame(image, samples, dense_targets(truth))
-
-
-def to_target(sample: ConceptSample, image_size: int) -> Target:
-    """A sample's boxes normalised to [0, 1] (inclusive pixel boxes) and float masks."""
-    boxes = torch.from_numpy(sample.boxes.astype(np.float32)).reshape(-1, 4)
-    boxes = (boxes + torch.tensor([0.0, 0.0, 1.0, 1.0])) / image_size
-    return {"boxes": boxes, "masks": torch.from_numpy(sample.masks.astype(np.float32))}
-
-
-def pixel_values(images: list[np.ndarray]) -> torch.Tensor:
-    """``(B, 3, S, S)`` normalised as the processors do: ``(x / 255 - 0.5) / 0.5``."""
-    px = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
-    return (px - PIXEL_MEAN) / PIXEL_STD
 
 
 def pick_prompts(
@@ -150,22 +90,6 @@ def pick_prompts(
         pool = positives if (rng.random() < 0.5 and positives) or not negatives else negatives
         chosen.append(pool[int(rng.integers(len(pool)))])
     return chosen
-
-
-def forward_multi(detector: Any, vision: Any, owner: torch.Tensor, tokens: Any) -> Any:
-    """Detector outputs for prompts ``tokens`` on images ``owner`` of ``vision`` (the detector's
-    ``get_vision_features`` of the batch): one vision pass per image, indexed per prompt, so every
-    prompt's gradient flows into the same ViT pass (plan §2)."""
-    from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
-
-    per_prompt = Sam3VisionEncoderOutput(
-        last_hidden_state=vision.last_hidden_state[owner],
-        fpn_hidden_states=tuple(f[owner] for f in vision.fpn_hidden_states),
-        fpn_position_encoding=tuple(p[owner] for p in vision.fpn_position_encoding),
-    )
-    return detector(
-        vision_embeds=per_prompt, input_ids=tokens.input_ids, attention_mask=tokens.attention_mask
-    )
 
 
 def init_for_training(detector: Any) -> None:
@@ -391,93 +315,3 @@ def train_detector(
         if log is not None:
             log(f"held-out eval: {report.evaluation}")
     return model, processor, report
-
-
-def _mask_ious(predicted: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-    """IoU of each of ``(Q, H, W)`` bool masks with one ``(H, W)`` bool mask."""
-    inter = (predicted & truth).flatten(1).sum(1)
-    return inter / (predicted | truth).flatten(1).sum(1).clamp(min=1)
-
-
-@dataclass
-class _Tally:
-    """Counts behind one prompt group's held-out figures."""
-
-    presence_ok: int = 0
-    prompts: int = 0
-    hits: int = 0
-    best_iou: float = 0.0
-    instances: int = 0
-    top_hits: int = 0
-    positives: int = 0
-    clean: int = 0
-    negatives: int = 0
-
-    def figures(self) -> dict[str, float]:
-        return {
-            "presence_accuracy": round(self.presence_ok / max(1, self.prompts), 4),
-            "recall_at_0_5": round(self.hits / max(1, self.instances), 4),
-            "best_mask_iou": round(self.best_iou / max(1, self.instances), 4),
-            "top_score_hit": round(self.top_hits / max(1, self.positives), 4),
-            "negatives_clean": round(self.clean / max(1, self.negatives), 4),
-        }
-
-
-@torch.no_grad()
-def evaluate_detector(
-    detector: Any, tokenizer: Any, image_size: int, *, frames: int = 64, concepts: str = "shapes"
-) -> dict[str, float]:
-    """Held-out figures on frames of clips ``HELD_OUT_SEED + i``: shape-name prompts under the
-    plain keys and colour words under ``colour_...`` (plain keys for ``concepts="colours"``).
-
-    ``presence_accuracy``: presence logit > 0 exactly when the concept is in the frame;
-    ``recall_at_0_5``: share of instances covered by a kept detection (score > 0.5) with mask
-    IoU > 0.5; ``best_mask_iou``: mean over instances of the best query's mask IoU, whatever its
-    score (can the masks be right at all); ``top_score_hit``: share of present prompts whose
-    highest-scoring query has mask IoU > 0.5 with an instance (is the ranking right, whatever
-    the threshold); ``negatives_clean``: share of absent prompts with no kept detection.
-    """
-    was_training = detector.training
-    detector.eval()
-    groups = {"shape": _Tally(), "colour": _Tally()}
-    rng = np.random.default_rng(0)
-    for i in range(frames):
-        frame = make_frame(
-            HELD_OUT_SEED + i, image_size, coloured=False, rng=rng, concepts=concepts
-        )
-        tokens = tokenizer(
-            [s.text for s in frame.samples],
-            return_tensors="pt",
-            padding="max_length",
-            max_length=32,
-        )
-        owner = torch.zeros(len(frame.samples), dtype=torch.long)
-        vision = detector.get_vision_features(pixel_values=pixel_values([frame.image]))
-        out = forward_multi(detector, vision, owner, tokens)
-        scores = out.pred_logits.sigmoid() * out.presence_logits.sigmoid()
-        masks = F.interpolate(out.pred_masks, size=(image_size, image_size), mode="bilinear") > 0
-        for row, sample in enumerate(frame.samples):
-            tally = groups["colour" if sample.text in COLOURS else "shape"]
-            tally.prompts += 1
-            tally.presence_ok += int(bool(out.presence_logits[row, 0] > 0) == sample.present)
-            kept = scores[row] > SCORE_THRESHOLD
-            if not sample.present:
-                tally.negatives += 1
-                tally.clean += int(not bool(kept.any()))
-                continue
-            tally.positives += 1
-            top = int(scores[row].argmax())
-            truths = torch.from_numpy(sample.masks)
-            top_ious = torch.stack([_mask_ious(masks[row, top][None], t)[0] for t in truths])
-            tally.top_hits += int(bool(top_ious.max() > MATCH_IOU))
-            for truth in truths:
-                ious = _mask_ious(masks[row], truth)
-                tally.instances += 1
-                tally.best_iou += float(ious.max())
-                tally.hits += int(bool((ious[kept] > MATCH_IOU).any()))
-    detector.train(was_training)
-    primary = groups["shape"] if groups["shape"].prompts else groups["colour"]
-    figures = {**primary.figures(), "frames": float(frames)}
-    if groups["shape"].prompts and groups["colour"].prompts:
-        figures |= {f"colour_{k}": v for k, v in groups["colour"].figures().items()}
-    return figures

@@ -27,6 +27,16 @@ TRAIN_SEED_LIMIT = 10_000
 """Training clips use seeds below this; held-out evaluation clips use seeds at or above it."""
 
 
+SECONDS_PER_CLIP_112 = 0.25
+"""Measured cost of one tracker step (a 5-frame clip, up to 3 objects, 112 px, 2 shared cores)."""
+
+
+def tracker_steps_for_minutes(minutes: float, image_size: int) -> int:
+    """Tracker steps that fit ``minutes`` (0 for none); cost scales with the pixel count."""
+    per_step = SECONDS_PER_CLIP_112 * max(1.0, (image_size / 112) ** 2)
+    return max(0, int(minutes * 60 / per_step))
+
+
 @dataclass(frozen=True)
 class TrackerTrainingConfig:
     """Knobs of the tracker phase; the defaults are the recipe of the research plan (§3).
