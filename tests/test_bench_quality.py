@@ -132,8 +132,12 @@ def test_a_generated_clip_scored_against_its_own_truth_is_perfect():
     assert (scores.mota, scores.idf1, scores.mean_iou, scores.id_switches) == (1.0, 1.0, 1.0, 0)
 
 
-def test_concepts_are_shape_names_or_colour_and_shape():
-    assert check_concepts([" Circle", "red  star", "circle"]) == ("circle", "red star")
+def test_concepts_are_shape_names_colours_or_colour_and_shape():
+    assert check_concepts([" Circle", "red  star", "circle", "Blue"]) == (
+        "circle",
+        "red star",
+        "blue",
+    )
     with pytest.raises(ValueError, match="classes: unknown concept 'person'"):
         check_concepts(["circle", "person"])
 
@@ -153,8 +157,8 @@ def test_bench_quality_refuses_an_unknown_concept_in_one_line(tiny_model_dir):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "sam3-stream: error: --classes: unknown concept 'person'; use shape names "
-        "(circle, square, triangle, star, hexagon, cross), optionally after a colour "
-        "(red, green, blue, yellow, magenta, cyan, white, orange)"
+        "(circle, square, triangle, star, hexagon, cross), colours "
+        "(red, green, blue, yellow, magenta, cyan, white, orange) or a colour and a shape"
     ]
 
 

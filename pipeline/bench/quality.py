@@ -105,18 +105,20 @@ class VariantResult:
 
 
 def check_concepts(classes: Sequence[str]) -> tuple[str, ...]:
-    """The concepts as the truth reads them; a name that is no shape (or colour + shape) refused.
+    """The concepts as the truth reads them: shape names, colour words and colour + shape; any
+    other name is refused.
 
     Raises:
         ValueError: an unknown concept, named in the message.
     """
-    known = set(SHAPE_KINDS) | {f"{colour} {kind}" for colour in COLOURS for kind in SHAPE_KINDS}
+    known = set(SHAPE_KINDS) | set(COLOURS)
+    known |= {f"{colour} {kind}" for colour in COLOURS for kind in SHAPE_KINDS}
     concepts = tuple(dict.fromkeys(normalise_text(name) for name in classes))
     unknown = [name for name in concepts if name not in known]
     if unknown:
         raise ValueError(
             f"classes: unknown concept {', '.join(map(repr, unknown))}; use shape names "
-            f"({', '.join(SHAPE_KINDS)}), optionally after a colour ({', '.join(COLOURS)})"
+            f"({', '.join(SHAPE_KINDS)}), colours ({', '.join(COLOURS)}) or a colour and a shape"
         )
     return concepts
 

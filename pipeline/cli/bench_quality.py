@@ -33,7 +33,7 @@ def register(benches: argparse._SubParsersAction) -> None:
         "--classes",
         nargs="+",
         default=None,
-        help="concepts prompted on every clip, e.g. circle square 'red star' (default: the "
+        help="concepts prompted on every clip, e.g. circle red 'red star' (default: the "
         "shape names present in each clip); absent ones count their detections as FP",
     )
     parser.add_argument(
