@@ -64,6 +64,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from tracker.training.detector_eval import calibrate_threshold, evaluate_detector
     from tracker.training.detector_frames import scene_for
+    from tracker.training.losses import mean_parts
     from tracker.training.shapes_model import apply_thresholds, save_shapes_model
     from tracker.training.train_detector import seconds_per_step, steps_for_minutes, train_detector
     from tracker.training.train_tracker import (
@@ -123,7 +124,7 @@ def _run(args: argparse.Namespace) -> int:
         "evaluation": figures,
         "tracking": vars(tracking),
         "loss_history": report.history,
-        "tracker_loss_last_100": _mean_parts(tracker_report.history[-100:]),
+        "tracker_loss_last_100": mean_parts(tracker_report.history[-100:]),
     }
     path = save_shapes_model(model, processor, args.out, card)
     groups = [("", "shape prompts" if args.concepts != "colours" else "colour prompts")]
@@ -151,10 +152,3 @@ def _run(args: argparse.Namespace) -> int:
     print(f"({steps} detector steps, {tracker_steps} tracker clips, {minutes:.1f} min)")
     print(f"checkpoint written to {path}")
     return 0
-
-
-def _mean_parts(history: list[dict[str, float]]) -> dict[str, float]:
-    """Mean of each loss part over ``history`` (empty for no steps)."""
-    if not history:
-        return {}
-    return {key: round(sum(h[key] for h in history) / len(history), 4) for key in history[0]}

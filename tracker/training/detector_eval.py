@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import supervision as sv
 import torch
 import torch.nn.functional as F
 
@@ -20,12 +21,6 @@ from tracker.training.shapes import COLOURS
 
 SCORE_THRESHOLD = 0.5
 MATCH_IOU = 0.5
-
-
-def _mask_ious(predicted: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-    """IoU of each of ``(Q, H, W)`` bool masks with one ``(H, W)`` bool mask."""
-    inter = (predicted & truth).flatten(1).sum(1)
-    return inter / (predicted | truth).flatten(1).sum(1).clamp(min=1)
 
 
 @dataclass
@@ -103,9 +98,8 @@ def held_out_prompts(
 
 def _top_query_hits(result: PromptResult) -> bool:
     """Does the highest-scoring query's mask cover one of the prompt's instances?"""
-    top = result.masks[int(result.scores.argmax())]
-    truths = torch.from_numpy(result.sample.masks)
-    return any(float(_mask_ious(top[None], truth)[0]) > MATCH_IOU for truth in truths)
+    top = result.masks[int(result.scores.argmax())][None].numpy()
+    return bool((sv.mask_iou_batch(result.sample.masks, top) > MATCH_IOU).any())
 
 
 def evaluate_detector(
@@ -143,11 +137,11 @@ def evaluate_detector(
             continue
         tally.positives += 1
         tally.top_hits += int(_top_query_hits(result))
-        for truth in torch.from_numpy(sample.masks):
-            ious = _mask_ious(result.masks, truth)
+        kept_mask = kept.numpy()
+        for ious in sv.mask_iou_batch(sample.masks, result.masks.numpy()):  # one row per instance
             tally.instances += 1
             tally.best_iou += float(ious.max())
-            tally.hits += int(bool((ious[kept] > MATCH_IOU).any()))
+            tally.hits += int(bool((ious[kept_mask] > MATCH_IOU).any()))
     primary = groups["shape"] if groups["shape"].prompts else groups["colour"]
     figures = {**primary.figures(), "frames": float(frames), "threshold": threshold}
     if groups["shape"].prompts and groups["colour"].prompts:

@@ -9,7 +9,7 @@ Scores combine as ``sigmoid(pred_logits) * sigmoid(presence)`` at inference, as 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict
 
 import torch
@@ -130,3 +130,10 @@ def detector_loss(
         parts["semantic"] = parts["semantic"] + semantic / rows
     total = sum((weights.get(k, 0.0) * v for k, v in parts.items()), zero)
     return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+def mean_parts(history: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Mean of each loss part over ``history`` (steps' parts), to 4 places; empty for no steps."""
+    if not history:
+        return {}
+    return {key: round(sum(h[key] for h in history) / len(history), 4) for key in history[0]}

@@ -35,7 +35,7 @@ from tracker.training.detector_frames import (
     pixel_values,
     to_target,
 )
-from tracker.training.losses import SEMANTIC_ONLY, WEIGHTS, detector_loss
+from tracker.training.losses import SEMANTIC_ONLY, WEIGHTS, detector_loss, mean_parts
 from tracker.training.samples import ConceptSample
 from tracker.training.shapes_model import new_shapes_model
 
@@ -296,7 +296,7 @@ def train_detector(
             window.append(parts)
             bar.set_postfix({k[:4]: f"{v:.3f}" for k, v in parts.items()}, refresh=False)
             if (step + 1) % 100 == 0 or step + 1 == steps:
-                mean = {k: round(float(np.mean([w[k] for w in window])), 4) for k in parts}
+                mean = mean_parts(window)
                 report.history.append({"step": float(step + 1), **mean})
                 window = []
                 if log is not None:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+import supervision as sv
 import torch
 from tqdm.auto import tqdm
 from transformers import Sam3VideoModel
@@ -216,14 +217,14 @@ def evaluate_tracker(
     for _ in range(clips):
         clip = next(source)
         outputs = rollout(model, clip)
-        first = clip.masks[0, :, 0] > 0.5  # (N, S, S)
+        first = (clip.masks[0, :, 0] > 0.5).numpy()  # (N, S, S)
         for t in range(1, len(outputs)):
-            truth = clip.masks[t, :, 0] > 0.5
-            predicted = outputs[t].high_res_masks[:, 0] > 0
-            for i in range(truth.shape[0]):
-                if int(truth[i].sum()) >= config.min_pixels:
-                    tracked.append(_iou(predicted[i], truth[i]))
-                    copied.append(_iou(first[i], truth[i]))
+            truth = (clip.masks[t, :, 0] > 0.5).numpy()
+            predicted = (outputs[t].high_res_masks[:, 0] > 0).numpy()
+            scored = truth.reshape(len(truth), -1).sum(1) >= config.min_pixels
+            # object i's IoU with its own prediction / first mask: the diagonal
+            tracked += np.diag(sv.mask_iou_batch(truth, predicted))[scored].tolist()
+            copied += np.diag(sv.mask_iou_batch(truth, first))[scored].tolist()
     model.tracker_model.train(was_training)
     return TrackerEvaluation(
         mean_iou=float(np.mean(tracked)) if tracked else 0.0,
@@ -231,9 +232,3 @@ def evaluate_tracker(
         pairs=len(tracked),
         clips=clips,
     )
-
-
-def _iou(a: torch.Tensor, b: torch.Tensor) -> float:
-    """IoU of two boolean masks (0 when both are empty)."""
-    union = int((a | b).sum())
-    return int((a & b).sum()) / union if union else 0.0
