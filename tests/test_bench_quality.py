@@ -20,6 +20,7 @@ from pipeline.bench.quality import (
     score_sequence,
 )
 from pipeline.bench.tracking_metrics import TrackScorer, mask_iou, summarise
+from tracker.shapes_checkpoint import shapes_model_path, shapes_model_threshold
 
 H, W = 12, 16
 
@@ -200,3 +201,16 @@ def test_bench_quality_reports_both_variants_on_a_held_out_clip(tiny_model_dir):
             assert overall[figure] is None or 0.0 <= overall[figure] <= 1.0
     assert "[ours] clip 1/1 (seed 10000" in result.stderr
     assert "[plain] clip 1/1 (seed 10000" in result.stderr
+
+
+def test_bench_quality_measures_the_bundled_model_at_its_calibrated_threshold_by_default():
+    result = _bench(
+        "--device", "cpu", "--clips", "1", "--frames", "12", "--size", "112x112",
+        "--classes", "red", "green", "blue", "yellow", "magenta", "cyan", "white", "orange",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["threshold"] == shapes_model_threshold(shapes_model_path()) < 0.5
+    # a trained model: most of what ours reports is a real object, matched by mask IoU >= 0.5
+    overall = report["ours"]["scores"]["all"]
+    assert overall["matches"] > 0 and overall["precision"] >= 0.5, overall

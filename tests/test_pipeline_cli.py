@@ -222,22 +222,45 @@ def test_sigterm_stops_a_run_cleanly_with_a_playable_mp4_and_exit_0(
     assert frames[0].shape == (64, 96, 3)
 
 
-def test_the_demo_writes_a_playable_mp4_and_json_lines(tmp_path: Path) -> None:
+def test_the_demo_tracks_the_sample_clip_with_the_bundled_shapes_model(tmp_path: Path) -> None:
     output = tmp_path / "demo"
     result = subprocess.run(
         [*_console_script(), "demo", "--output-dir", str(output), "--frames", "20"],
         capture_output=True, text=True, timeout=220, cwd=ROOT, env=_offline_env(),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "TINY RANDOMLY INITIALISED" in result.stderr  # no real weights in the test cache
+    assert "TRAINED ON SYNTHETIC SHAPES" in result.stderr  # no real weights in the test cache
+    assert "sam3-shapes" in result.stdout
     with av.open(str(output / "annotated.mp4")) as container:
         frames = [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
     assert len(frames) == 20 and frames[0].shape == (240, 320, 3)
     records = [json.loads(line) for line in (output / "detections.jsonl").read_text().splitlines()]
     assert [record["frame_id"] for record in records] == list(range(1, 21))
-    names = {obj["class_name"] for record in records for obj in record["objects"]}
-    assert names and names <= {"square", "circle"}
+    # Real tracking: the green square and the magenta disc, one id each, on (nearly) every frame.
+    ids_by_class: dict[str, set[int]] = {}
+    for record in records:
+        for obj in record["objects"]:
+            ids_by_class.setdefault(obj["class_name"], set()).add(obj["tracker_id"])
+    assert {name: len(ids) for name, ids in ids_by_class.items()} == {"green": 1, "magenta": 1}
+    both = [r for r in records if {o["class_name"] for o in r["objects"]} == {"green", "magenta"}]
+    assert len(both) >= 17, [len(r["objects"]) for r in records]
     assert "20/20 100%" in result.stderr, "the progress bar reached its end"
+
+
+def test_the_demo_runs_the_tiny_random_model_only_when_asked_and_says_so(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    output = tmp_path / "demo"
+    result = subprocess.run(
+        [*_console_script(), "demo", "--output-dir", str(output), "--frames", "3",
+         "--model", str(tiny_model_dir)],
+        capture_output=True, text=True, timeout=220, cwd=ROOT, env=_offline_env(),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "TINY RANDOMLY INITIALISED" in result.stderr
+    records = [json.loads(line) for line in (output / "detections.jsonl").read_text().splitlines()]
+    names = {obj["class_name"] for record in records for obj in record["objects"]}
+    assert names <= {"square", "circle"}
 
 
 def test_bench_latency_prints_both_tables_and_the_ratio(

@@ -25,7 +25,14 @@ from tracker.session_rules import (
     DEFAULT_MAX_UNMATCHED_FRAMES,
     SessionRules,
 )
-from tracker.track_rules import EVICTION_REASONS, EvictionReason, TrackBook, TrackLimits
+from tracker.track_rules import (
+    EVICTION_REASONS,
+    SHOWN_ONCE_IOU,
+    EvictionReason,
+    TrackBook,
+    TrackLimits,
+    unbacked_duplicates,
+)
 
 FRAME = np.zeros((16, 16, 3), np.uint8)
 
@@ -283,3 +290,53 @@ def test_busy_scene_on_tiny_checkpoint_stays_within_budget_and_flat_memory(uncap
     # past the memory window (15 frames), bytes held stay flat: the last 10 frames hold no more
     # than the 10 before them
     assert max(held[-10:]) <= 1.05 * max(held[-20:-10])
+
+
+# ---- shown once: an unmatched track lying on a matched one is hidden ---------------------------
+
+
+def _square_masks(*corners: tuple[int, int]) -> np.ndarray:
+    """(N, 20, 20) bool: an 8x8 square at each (y, x) corner."""
+    masks = np.zeros((len(corners), 20, 20), dtype=bool)
+    for index, (y, x) in enumerate(corners):
+        masks[index, y : y + 8, x : x + 8] = True
+    return masks
+
+
+def test_an_unmatched_track_on_a_matched_one_is_hidden_and_elsewhere_is_shown() -> None:
+    masks = _square_masks((0, 0), (1, 1), (10, 10))  # 2 lies on 1; 3 is elsewhere
+    matching = FrameMatching(matched=frozenset({1}), unmatched=frozenset({2, 3}))
+    hidden = unbacked_duplicates(np.array([1, 2, 3]), masks, np.ones(3, dtype=bool), matching)
+    assert hidden.tolist() == [False, True, False]
+
+
+def test_a_track_born_this_frame_backs_like_a_matched_one() -> None:
+    masks = _square_masks((0, 0), (0, 1))
+    matching = FrameMatching(new=frozenset({5}), unmatched=frozenset({4}))
+    hidden = unbacked_duplicates(np.array([4, 5]), masks, np.ones(2, dtype=bool), matching)
+    assert hidden.tolist() == [True, False]
+
+
+def test_two_matched_tracks_overlapping_are_both_shown_and_a_hidden_one_backs_nothing() -> None:
+    masks = _square_masks((0, 0), (0, 1), (1, 0))
+    both_matched = FrameMatching(matched=frozenset({1, 2}), unmatched=frozenset({3}))
+    shown = np.array([True, True, True])
+    assert unbacked_duplicates(np.array([1, 2, 3]), masks, shown, both_matched).tolist() == [
+        False,
+        False,
+        True,
+    ]
+    # a matched track already filtered out (below the threshold, say) backs nothing
+    not_shown = np.array([False, False, True])
+    assert not unbacked_duplicates(np.array([1, 2, 3]), masks, not_shown, both_matched).any()
+
+
+def test_overlap_below_the_threshold_is_two_objects() -> None:
+    masks = _square_masks((0, 0), (0, 4))  # IoU 32 / 96 = 0.33
+    matching = FrameMatching(matched=frozenset({1}), unmatched=frozenset({2}))
+    assert sv_iou(masks[0], masks[1]) < SHOWN_ONCE_IOU
+    assert not unbacked_duplicates(np.array([1, 2]), masks, np.ones(2, dtype=bool), matching).any()
+
+
+def sv_iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())

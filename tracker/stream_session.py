@@ -24,7 +24,7 @@ from tracker.errors import InferenceError
 from tracker.frame_matching import FrameMatching
 from tracker.reseed import ReseedReason
 from tracker.session_rules import SessionRules
-from tracker.track_rules import EVICTION_REASONS, TrackBook, TrackLimits
+from tracker.track_rules import EVICTION_REASONS, TrackBook, TrackLimits, unbacked_duplicates
 from tracker.tracker_ids import TrackerIds
 from tracker.visual_prompts import VisualPrompt
 from tracker.visual_tracks import VisualTracks
@@ -364,6 +364,8 @@ class StreamSession:
             [self._tracks.is_confirmed(int(i)) for i in result.object_ids], dtype=bool
         )
         keep = confirmed & (result.scores >= threshold) & result.masks.any(axis=(1, 2))
+        if result.matching is not None:
+            keep &= ~unbacked_duplicates(result.object_ids, result.masks, keep, result.matching)
         if not keep.any():
             return empty_detections()
         return to_detections(

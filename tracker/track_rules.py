@@ -18,6 +18,10 @@ frame ``TrackBook.update`` reads what the detector said (``tracker.frame_matchin
   the detector did not confirm this frame (longest since their last match first, then lowest
   score), then this frame's new tracks (lowest score first), then confirmed ones. So a new object
   is refused only when every older track was confirmed on this frame.
+- **shown once** (``unbacked_duplicates``): a track the detector did not match on this frame is
+  not shown where its mask overlaps a track it did match by mask IoU >= ``SHOWN_ONCE_IOU``. A
+  propagated mask can drift onto a neighbour (the track of an object that just left, say), and
+  one object must not appear twice; the track itself lives on until a rule above ends it.
 
 Memory is bounded by what is on screen: a handful of counters per live track, plus a count per
 older track a new one overlaps during its hotstart frames; nothing is kept per frame.
@@ -30,6 +34,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import numpy as np
+import supervision as sv
+
 from tracker.frame_matching import FrameMatching
 from tracker.session_rules import SessionRules
 
@@ -37,6 +44,11 @@ from tracker.session_rules import SessionRules
 PORT_HOTSTART_DELAY = 15
 PORT_HOTSTART_UNMATCH_THRESH = 8
 PORT_HOTSTART_DUP_THRESH = 8
+
+SHOWN_ONCE_IOU = 0.5
+"""Mask IoU at which an unmatched track is taken for a second copy of a matched one: two tracks
+covering more than half of each other's union are one object (the port's own duplicate test,
+``high_iou_thresh``, is stricter because it judges new detections, not what is shown)."""
 
 
 class EvictionReason(StrEnum):
@@ -268,3 +280,34 @@ def _reason_to_end(
     if limits.lost_object_frames and track.unseen_run >= limits.lost_object_frames:
         return EvictionReason.LOST
     return None
+
+
+def unbacked_duplicates(
+    object_ids: np.ndarray, masks: np.ndarray, shown: np.ndarray, matching: FrameMatching
+) -> np.ndarray:
+    """Which of the ``shown`` tracks to hide by the "shown once" rule (module docstring).
+
+    Args:
+        object_ids: ``(N,)`` the frame's objects (the session's ids).
+        masks: ``(N, H, W)`` bool, their masks.
+        shown: ``(N,)`` bool, the objects the other rules would show.
+        matching: what the detector said on this frame.
+
+    Returns:
+        ``(N,)`` bool, True for a shown track no detection matched that lies on a matched one.
+
+    Examples:
+        >>> masks = np.zeros((2, 4, 4), bool); masks[:, :2] = True
+        >>> unbacked_duplicates(np.array([1, 2]), masks, np.array([True, True]),
+        ...                     FrameMatching(matched=frozenset({1}), unmatched=frozenset({2})))
+        array([False,  True])
+    """
+    ids = [int(i) for i in object_ids]
+    suspects = shown & np.array([i in matching.unmatched for i in ids], dtype=bool)
+    backed = shown & np.array([i in matching.matched or i in matching.new for i in ids], dtype=bool)
+    hidden = np.zeros(len(ids), dtype=bool)
+    if not suspects.any() or not backed.any():
+        return hidden
+    ious = sv.mask_iou_batch(masks[suspects], masks[backed])  # (S, B)
+    hidden[np.flatnonzero(suspects)] = (ious >= SHOWN_ONCE_IOU).any(axis=1)
+    return hidden

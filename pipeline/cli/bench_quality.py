@@ -20,7 +20,12 @@ def register(benches: argparse._SubParsersAction) -> None:
         "IoU of matched pairs (match: mask IoU >= 0.5), per concept and over all. Prints a "
         "table per variant, the ours/plain ratios and ms/frame, then one JSON line.",
     )
-    parser.add_argument("--model", required=True, help="model id or directory")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="model id or directory (default: the bundled small SAM3 trained on shapes, "
+        "which knows colour words: pass --classes red green ...)",
+    )
     parser.add_argument("--clips", type=int, default=_CLIPS, help=f"clips (default {_CLIPS})")
     parser.add_argument(
         "--frames", type=int, default=_FRAMES, help=f"frames per clip (default {_FRAMES})"
@@ -37,7 +42,11 @@ def register(benches: argparse._SubParsersAction) -> None:
         "shape names present in each clip); absent ones count their detections as FP",
     )
     parser.add_argument(
-        "--threshold", type=float, default=0.5, help="output score threshold (default 0.5)"
+        "--threshold",
+        type=float,
+        default=None,
+        help="output score threshold (default: the threshold train-small-model calibrated "
+        "into a shapes checkpoint's config, else 0.5)",
     )
     parser.add_argument(
         "--max-objects",
@@ -68,16 +77,17 @@ def _run(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise ConfigError(f"--seed must be 0 or more, got {args.seed}", field="seed")
     classes = [name for entry in args.classes or [] for name in entry.split(",") if name.strip()]
+    model, threshold = _model_and_threshold(args.model, args.threshold)
     try:
         settings = QualitySettings(
-            model=args.model,
+            model=model,
             clips=args.clips,
             frames=args.frames,
             width=width,
             height=height,
             seed=args.seed,
             classes=tuple(classes),
-            threshold=args.threshold,
+            threshold=threshold,
             device=args.device,
             max_objects=args.max_objects,
         )
@@ -94,3 +104,24 @@ def _run(args: argparse.Namespace) -> int:
     print(format_report(settings, results))
     print(json.dumps(report_json(settings, results)))
     return 0
+
+
+def _model_and_threshold(model: str | None, threshold: float | None) -> tuple[str, float]:
+    """The model to measure (the bundled one by default) and its output threshold: as given,
+    else the one calibrated into a shapes checkpoint, else 0.5 (SAM3's usual)."""
+    from pipeline.errors import ConfigError
+    from tracker.shapes_checkpoint import is_shapes_model, shapes_model_path, shapes_model_threshold
+
+    if model is None:
+        try:
+            model = str(shapes_model_path())
+        except FileNotFoundError as error:
+            raise ConfigError(f"--model: {error}", field="model") from None
+    if threshold is not None:
+        return model, threshold
+    if is_shapes_model(model):
+        try:
+            return model, shapes_model_threshold(model)
+        except ValueError as error:
+            raise ConfigError(f"--threshold: {error}", field="threshold") from None
+    return model, 0.5

@@ -1,8 +1,9 @@
 """``sam3-stream demo``: the whole path on a bundled sample clip, offline on a fresh machine.
 
 Writes a short clip of moving shapes, runs it through the pipeline with the real
-``facebook/sam3`` when its weights are in the local cache, else with the tiny random checkpoint
-(and says loudly that its masks mean nothing), and writes an annotated MP4 and a JSON-lines file.
+``facebook/sam3`` when its weights are in the local cache, else with the small SAM3 trained on
+synthetic shapes that ships in the package (and says loudly what it is), and writes an annotated
+MP4 and a JSON-lines file. The tiny random checkpoint runs only when asked for by ``--model``.
 """
 
 from __future__ import annotations
@@ -11,15 +12,15 @@ import argparse
 import os
 import pathlib
 import sys
+from dataclasses import dataclass
 from typing import Any
 
-BANNER = (
+TINY_BANNER = (
     "="
     * 78
-    + "\nfacebook/sam3 weights are not in the local cache: running the TINY RANDOMLY INITIALISED\n"
-    "model instead. Its masks and ids are MEANINGLESS; this run only shows the pipeline works.\n"
-    "For real results: accept the licence at https://huggingface.co/facebook/sam3, then\n"
-    "`hf auth login` and `hf download facebook/sam3`, and run `sam3-stream demo` again.\n"
+    + "\nRunning a TINY RANDOMLY INITIALISED checkpoint (asked for with --model). Its masks\n"
+    "and ids are MEANINGLESS; this run only shows the pipeline works. Without --model the demo\n"
+    "runs facebook/sam3 when it is cached, else the bundled small SAM3 trained on shapes.\n"
     + "="
     * 78
 )
@@ -33,26 +34,60 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--output-dir", default="sam3-stream-demo", help="where files go")
     parser.add_argument("--model", default=None, help="model id or directory (default: auto)")
-    parser.add_argument("--classes", default="square, circle", help="comma-separated concepts")
+    parser.add_argument(
+        "--classes",
+        default=None,
+        help="comma-separated concepts (default: 'square, circle' for SAM3, "
+        "'green, magenta' for the bundled shapes model: it knows colour words only)",
+    )
     parser.add_argument("--frames", type=int, default=45, help="length of the sample clip")
     parser.add_argument("--device", default="auto")
     parser.set_defaults(handler=_run)
 
 
-def _choose_model(requested: str | None, output_dir: pathlib.Path) -> tuple[str, bool, int | None]:
-    """(model, is_tiny, object budget: None for the tracker's default)."""
-    from tracker import build_tiny_model, is_tiny_model
+REAL_CLASSES = "square, circle"
+SHAPES_CLASSES = "green, magenta"
+"""The sample clip's square is green and its disc magenta: SAM3 is asked for the shapes, the
+bundled shapes model for their colours (the only words it knows)."""
+
+
+@dataclass(frozen=True)
+class DemoModel:
+    """The model a demo runs and how to run it."""
+
+    path: str
+    banner: str | None  # said first on stderr; None for the real weights
+    classes: str  # the default prompt for the sample clip
+    threshold: float  # output score threshold
+    max_objects: int | None  # None: the tracker's default budget
+
+
+def _choose_model(requested: str | None) -> DemoModel:
+    """The real SAM3 when cached, else the bundled shapes model; ``requested`` always wins."""
+    from tracker import is_tiny_model
+    from tracker.errors import ModelLoadError
+    from tracker.shapes_checkpoint import (
+        SHAPES_BANNER,
+        is_shapes_model,
+        shapes_model_path,
+        shapes_model_threshold,
+    )
     from tracker.weights import REAL_MODEL, real_weights_available
 
-    if requested:
-        return requested, is_tiny_model(requested), None
-    if real_weights_available(REAL_MODEL):
-        return REAL_MODEL, False, None
-    tiny = output_dir / "tiny-sam3"
-    if not is_tiny_model(tiny):
-        build_tiny_model(tiny)
-    # Few objects keep the random model quick on a laptop CPU.
-    return str(tiny), True, 3
+    if requested is None and real_weights_available(REAL_MODEL):
+        requested = REAL_MODEL
+    if requested is None:
+        try:
+            requested = str(shapes_model_path())
+        except FileNotFoundError as error:
+            raise ModelLoadError(str(error)) from None
+    if is_tiny_model(requested):
+        # Few objects keep the random model quick on a laptop CPU.
+        return DemoModel(requested, TINY_BANNER, REAL_CLASSES, 0.0, 3)
+    if is_shapes_model(requested):
+        threshold = shapes_model_threshold(requested)
+        return DemoModel(requested, SHAPES_BANNER, SHAPES_CLASSES, threshold, None)
+    return DemoModel(requested, None, REAL_CLASSES, 0.5, None)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -63,27 +98,27 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--frames must be at least 1, got {args.frames}")
     _check_device_here(args.device)
     output_dir = _usable_output_dir(pathlib.Path(args.output_dir))
-    model, is_tiny, max_objects = _choose_model(args.model, output_dir)
-    if is_tiny:
-        print(BANNER, file=sys.stderr)
+    model = _choose_model(args.model)
+    if model.banner:
+        print(model.banner, file=sys.stderr)
     clip = write_sample_clip(output_dir / "sample.mp4", frames=args.frames)
     print(f"sample clip: {clip}")
     video_path = output_dir / "annotated.mp4"
     jsonl_path = output_dir / "detections.jsonl"
     frames, detections = _run_demo(
         clip,
-        model=model,
+        model=model.path,
         device=args.device,
-        class_names=args.classes,
-        threshold=0.0 if is_tiny else 0.5,
+        class_names=model.classes if args.classes is None else args.classes,
+        threshold=model.threshold,
         video_path=video_path,
         jsonl_path=jsonl_path,
-        max_objects=max_objects,
+        max_objects=model.max_objects,
     )
-    print(f"processed {frames} frames, {detections} detections with {model}")
+    print(f"processed {frames} frames, {detections} detections with {model.path}")
     print(f"annotated video: {video_path}")
     print(f"detections (JSON lines): {jsonl_path}")
-    if is_tiny:
+    if model.banner == TINY_BANNER:
         print("(random weights: the masks above are meaningless)", file=sys.stderr)
     return 0
 

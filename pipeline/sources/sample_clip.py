@@ -3,6 +3,8 @@
 Its picture is not ``draw_test_pattern``'s on purpose: the demo prompts ``"square, circle"`` by
 default and the real-weights check asks SAM3 to find the square, so this clip shows exactly a
 square and a disc, with no text; the live test pattern has an oblong box and a frame counter.
+The square is green and the disc magenta: the bundled shapes model (``tracker.shapes_checkpoint``)
+knows colour words only, and the demo asks it for ``"green, magenta"``.
 """
 
 from __future__ import annotations
