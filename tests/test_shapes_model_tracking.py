@@ -10,6 +10,7 @@ colour words only (shape names do not bind yet, issue 16), so the prompts are co
 
 from __future__ import annotations
 
+import json
 import pathlib
 from dataclasses import dataclass
 from typing import Any
@@ -20,10 +21,16 @@ import supervision as sv
 
 from pipeline import InferencePipeline
 from pipeline.sources.sample_clip import write_sample_clip
-from tracker import Sam3VideoTracker, SegmentAnything3, SessionRegistry
-from tracker.shapes_checkpoint import shapes_model_path, shapes_model_threshold
+from tracker import Sam3VideoTracker, SegmentAnything3, SessionRegistry, is_tiny_model
+from tracker.shapes_checkpoint import (
+    CARD_FILE,
+    is_shapes_model,
+    shapes_model_path,
+    shapes_model_threshold,
+)
 from tracker.training.backgrounds import draw_background
 from tracker.training.scenes import Placement, render_frame
+from tracker.training.shapes_model import TRACK_FROM_DETECTIONS
 from tracker.training.truth import FrameTruth
 
 SIZE = 112
@@ -214,3 +221,14 @@ def test_the_readme_offline_example_tracks_the_sample_clip(tmp_path: pathlib.Pat
     later = seen[3:]
     assert all(sorted(names) == ["green", "magenta"] for _, _, names in later), seen
     assert {tuple(ids) for _, ids, _ in later} == {(1, 2)}, seen
+
+
+def test_the_bundled_checkpoint_says_what_it_is_and_how_it_streams() -> None:
+    path = shapes_model_path()
+    config = json.loads((path / "config.json").read_text())
+    card = json.loads((path / CARD_FILE).read_text())
+    assert {key: config[key] for key in TRACK_FROM_DETECTIONS} == TRACK_FROM_DETECTIONS
+    assert config["score_threshold_detection"] == card["calibration"]["threshold"]
+    assert "synthetic shapes" in card["trained_on"]
+    assert (card["image_size"], card["seed"]) == (112, 0)
+    assert is_shapes_model(path) and not is_tiny_model(path)
