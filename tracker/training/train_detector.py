@@ -57,6 +57,9 @@ BACKBONE_WARMUP_RATIO = 2.0
 on the vision encoder alone, so the features show shape before any text is asked to bind."""
 BACKBONE_BATCH = 8
 BACKBONE_LEARNING_RATE = 1e-3
+"""The shipped recipe (ratio 2, 1e-3) ends the warm-up at shape-kind accuracy 0.275, at the foot of
+its curve: shape names then stay at the presence prior. Measured probe, not shipped yet: ratio 10
+at 3e-3 reaches 0.75, and held-out shape presence rises from 0.44 to 0.66 (112 px, seed 0)."""
 WARMUP_STEP_COST = 0.3
 """A warm-up step (8 frames, no text, no decoder) costs 0.3 of a detector step (measured at 112 px
 with two runs sharing the 2 cores: 0.073 s against 0.25 s)."""
