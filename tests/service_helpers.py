@@ -393,7 +393,23 @@ class ServeProcess:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
-            return self.process.wait(timeout=timeout)
+            code = self.process.wait(timeout=timeout)
         except Exception:
             self.process.kill()
             raise
+        self._drain()
+        return code
+
+    def _drain(self) -> None:
+        """Move what the process printed after the last awaited line into ``output`` (its end
+        of file comes once it has exited), so a failing test shows the shutdown's own words."""
+        import queue
+
+        while True:
+            try:
+                line = self._lines.get(timeout=10.0)
+            except queue.Empty:
+                return
+            if line is None:
+                return
+            self.output.append(line)
