@@ -16,6 +16,7 @@ import json
 import pathlib
 from typing import Any
 
+from tracker.shapes_checkpoint import CARD_FILE
 from tracker.tiny_model import PATCH_SIZE, _build_processor, _byte_level_vocab, tiny_config_dict
 from tracker.training.shapes import COLOURS, SHAPE_KINDS
 
@@ -55,8 +56,6 @@ a confident detection overlapping a track by IoU 0.1 replaces the track's mask a
 area: with the port's defaults a track drifted onto a neighbour after a few frames and, never
 matched at IoU 0.5, was never confirmed (bench quality on the colour words, 4 held-out clips at
 112 px: MOTA -0.20, recall 0.02 with the defaults; 0.37 and 0.54 with these, 0 ID switches)."""
-
-CARD_FILE = "training_card.json"
 
 
 def _concept_words() -> list[str]:
